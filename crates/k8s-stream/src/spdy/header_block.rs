@@ -1,0 +1,239 @@
+//! SPDY/3 name/value header blocks and their zlib compression.
+//!
+//! Uncompressed layout: u32 pair count, then per pair u32 name length, name (lower-case), u32
+//! value length, value (several values for one name joined by NUL). Compression is one zlib
+//! stream (2-byte zlib header, preset [`DICTIONARY`]) per connection per direction, each block
+//! ended by a sync flush, so a [`HeaderEncoder`] and a [`HeaderDecoder`] must live as long as the
+//! connection and see every header block in wire order.
+//!
+//! Checked against moby/spdystream `spdy/write.go` (writeHeaderValueBlock: lower-cased names,
+//! NUL-joined values, flush per block) and `spdy/read.go` (parseHeaderValueBlock, one lazily made
+//! decompressor fed exactly the block's bytes). Where spdystream fails the frame on an upper-case
+//! or duplicated name, we accept it (lower-casing, keeping both) — headers are still meaningful.
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+use super::dictionary::{DICTIONARY, DICTIONARY_ADLER32};
+
+/// Default cap on one decompressed header block (refuses zip bombs).
+pub const DEFAULT_MAX_DECOMPRESSED: usize = 256 * 1024;
+
+/// Why a header block could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderBlockError {
+    #[error("header block decompresses to more than {0} bytes")]
+    TooLarge(usize),
+    #[error("header block needs zlib dictionary {0:#010x}, not the SPDY/3 one")]
+    WrongDictionary(u32),
+    #[error("header block zlib error: {0}")]
+    Zlib(String),
+    #[error("compressed header block is incomplete")]
+    Truncated,
+    #[error("header block is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+/// The compressing side of one connection direction.
+pub struct HeaderEncoder {
+    compress: Compress,
+    plain: Vec<u8>,
+}
+
+impl Default for HeaderEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HeaderEncoder {
+    pub fn new() -> Self {
+        // Level does not matter for interop; a fast one keeps SYN_STREAM cheap.
+        let mut compress = Compress::new(Compression::new(6), true);
+        // set_dictionary only fails on a misused stream, which a fresh one is not.
+        let adler = compress.set_dictionary(DICTIONARY).unwrap_or(0);
+        debug_assert_eq!(adler, DICTIONARY_ADLER32);
+        HeaderEncoder {
+            compress,
+            plain: Vec::new(),
+        }
+    }
+
+    /// Serialises `headers` as a name/value block and appends its compressed, sync-flushed
+    /// bytes to `dst`. Names are lower-cased; repeated names are joined into one NUL-separated
+    /// value at the position of their first occurrence.
+    pub fn encode<'a, I>(&mut self, headers: I, dst: &mut Vec<u8>) -> Result<(), HeaderBlockError>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        self.plain.clear();
+        write_name_value_block(headers, &mut self.plain);
+        let input = std::mem::take(&mut self.plain);
+        let result = self.compress_flush(&input, dst);
+        self.plain = input;
+        result
+    }
+
+    fn compress_flush(&mut self, input: &[u8], dst: &mut Vec<u8>) -> Result<(), HeaderBlockError> {
+        let mut consumed = 0;
+        loop {
+            dst.reserve(input.len() - consumed + 64);
+            let before_in = self.compress.total_in();
+            self.compress
+                .compress_vec(&input[consumed..], dst, FlushCompress::Sync)
+                .map_err(|e| HeaderBlockError::Zlib(e.to_string()))?;
+            consumed += (self.compress.total_in() - before_in) as usize;
+            // A sync flush is complete once all input is in and the output was not filled up.
+            if consumed == input.len() && dst.len() < dst.capacity() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The decompressing side of one connection direction.
+pub struct HeaderDecoder {
+    decompress: Decompress,
+    max_decompressed: usize,
+    plain: Vec<u8>,
+}
+
+impl Default for HeaderDecoder {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_DECOMPRESSED)
+    }
+}
+
+impl HeaderDecoder {
+    /// A decoder that refuses blocks decompressing to more than `max_decompressed` bytes.
+    pub fn new(max_decompressed: usize) -> Self {
+        HeaderDecoder {
+            decompress: Decompress::new(true),
+            max_decompressed,
+            plain: Vec::new(),
+        }
+    }
+
+    /// Decompresses one block (exactly the bytes of one frame's header block) and parses it.
+    pub fn decode(&mut self, block: &[u8]) -> Result<Vec<(String, String)>, HeaderBlockError> {
+        let mut plain = std::mem::take(&mut self.plain);
+        plain.clear();
+        let result = self
+            .inflate(block, &mut plain)
+            .and_then(|()| parse_name_value_block(&plain));
+        self.plain = plain;
+        result
+    }
+
+    /// Appends the decompressed bytes of `block` to `out`.
+    pub fn inflate(&mut self, block: &[u8], out: &mut Vec<u8>) -> Result<(), HeaderBlockError> {
+        let start = out.len();
+        let mut consumed = 0;
+        loop {
+            let room = (block.len() * 4).clamp(256, 64 * 1024);
+            out.reserve(room);
+            let before_in = self.decompress.total_in();
+            let before_out = self.decompress.total_out();
+            let status =
+                self.decompress
+                    .decompress_vec(&block[consumed..], out, FlushDecompress::Sync);
+            consumed += (self.decompress.total_in() - before_in) as usize;
+            let produced = self.decompress.total_out() - before_out;
+            match status {
+                Ok(Status::StreamEnd) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => match e.needs_dictionary() {
+                    Some(DICTIONARY_ADLER32) => {
+                        self.decompress
+                            .set_dictionary(DICTIONARY)
+                            .map_err(|e| HeaderBlockError::Zlib(e.to_string()))?;
+                        continue;
+                    }
+                    Some(other) => return Err(HeaderBlockError::WrongDictionary(other)),
+                    None => return Err(HeaderBlockError::Zlib(e.to_string())),
+                },
+            }
+            if out.len() - start > self.max_decompressed {
+                return Err(HeaderBlockError::TooLarge(self.max_decompressed));
+            }
+            if consumed == block.len() && out.len() < out.capacity() {
+                return Ok(());
+            }
+            if produced == 0 && consumed == block.len() {
+                // Output space left, no input, no progress: the block ended mid-stream.
+                return Err(HeaderBlockError::Truncated);
+            }
+        }
+    }
+}
+
+/// Appends the uncompressed name/value block for `headers`.
+pub fn write_name_value_block<'a, I>(headers: I, dst: &mut Vec<u8>)
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+{
+    // Group repeated names (case-insensitively) keeping first-occurrence order.
+    let mut pairs: Vec<(String, Vec<&'a str>)> = Vec::new();
+    for (name, value) in headers {
+        let name = name.to_ascii_lowercase();
+        match pairs.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, values)) => values.push(value),
+            None => pairs.push((name, vec![value])),
+        }
+    }
+    dst.extend_from_slice(&(pairs.len() as u32).to_be_bytes());
+    for (name, values) in &pairs {
+        dst.extend_from_slice(&(name.len() as u32).to_be_bytes());
+        dst.extend_from_slice(name.as_bytes());
+        let value_len = values.iter().map(|v| v.len()).sum::<usize>() + values.len() - 1;
+        dst.extend_from_slice(&(value_len as u32).to_be_bytes());
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                dst.push(0);
+            }
+            dst.extend_from_slice(value.as_bytes());
+        }
+    }
+}
+
+/// Parses an uncompressed name/value block, which must be consumed exactly. Each NUL-separated
+/// value becomes its own pair; names are lower-cased; invalid UTF-8 is replaced.
+pub fn parse_name_value_block(plain: &[u8]) -> Result<Vec<(String, String)>, HeaderBlockError> {
+    let mut rest = plain;
+    let count = take_u32(&mut rest)? as usize;
+    // Every pair needs at least its two length words; refuse absurd counts before allocating.
+    if count > rest.len() / 8 {
+        return Err(HeaderBlockError::Malformed("pair count exceeds block size"));
+    }
+    let mut headers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name = take_bytes(&mut rest)?;
+        let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+        let value = take_bytes(&mut rest)?;
+        for part in value.split(|&b| b == 0) {
+            headers.push((name.clone(), String::from_utf8_lossy(part).into_owned()));
+        }
+    }
+    if !rest.is_empty() {
+        return Err(HeaderBlockError::Malformed(
+            "trailing bytes after last pair",
+        ));
+    }
+    Ok(headers)
+}
+
+fn take_u32(rest: &mut &[u8]) -> Result<u32, HeaderBlockError> {
+    let Some((word, tail)) = rest.split_first_chunk::<4>() else {
+        return Err(HeaderBlockError::Malformed("truncated length"));
+    };
+    *rest = tail;
+    Ok(u32::from_be_bytes(*word))
+}
+
+fn take_bytes<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], HeaderBlockError> {
+    let len = take_u32(rest)? as usize;
+    if len > rest.len() {
+        return Err(HeaderBlockError::Malformed("string longer than block"));
+    }
+    let (bytes, tail) = rest.split_at(len);
+    *rest = tail;
+    Ok(bytes)
+}
