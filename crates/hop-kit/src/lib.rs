@@ -1,1 +1,18 @@
-//! (to be written)
+//! What every network hop of execlab needs once: TLS loading and client-certificate identity
+//! ([`tls`]), the HTTP upgrade client and byte splice ([`upgrade`]), `--addr-file` writing
+//! ([`addr_file`]), the exec-session id carried in `traceparent` ([`session_id`]) and tracing
+//! setup ([`logging`]).
+
+pub mod addr_file;
+pub mod logging;
+pub mod session_id;
+pub mod tls;
+pub mod upgrade;
+
+pub use addr_file::{read_addr_file, write_addr_file};
+pub use logging::LogFormat;
+pub use session_id::{exec_session_span, TraceParent, TRACEPARENT};
+pub use tls::{ClientCert, PeerIdentity, ServerTls};
+pub use upgrade::{dial_upgrade, splice, DialError, UpgradeOutcome, UpgradeRequest, UpgradedIo};
+#[cfg(feature = "test-pki")]
+pub mod test_pki;

@@ -1,0 +1,481 @@
+//! TLS for the hops: PEM loading, a server config that *asks* for client certificates
+//! without letting a bad one abort the handshake, a client config, and the identity
+//! (`CN` = user, `O` = groups) of a verified client certificate.
+//!
+//! Behaviour checked against kubernetes `staging/src/k8s.io/apiserver/pkg/authentication/request/x509/x509.go`
+//! (CommonNameUserConversion: user from the subject CN, groups from the O values) and the
+//! kubelet/apiserver serving setup, which requests but does not require a client certificate
+//! (`tls.RequestClientCert`) so that an unverifiable certificate ends as an HTTP 401 rather than a
+//! TLS alert.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{
+    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// ALPN protocol every hop speaks: upgrades (SPDY, WebSocket) only exist in HTTP/1.1.
+pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// Loading or assembling TLS material failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("reading {what} {path}: {source}")]
+    Pem {
+        what: &'static str,
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("parsing {what}: {source}")]
+    PemData {
+        what: &'static str,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("no certificates found in {0}")]
+    NoCertificates(String),
+    #[error("invalid CA certificate in {what}: {source}")]
+    BadCa { what: String, source: rustls::Error },
+    #[error("building TLS config: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("building client certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+/// The process-wide crypto provider of every hop (ring).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Certificate chain from a PEM file (leaf first).
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::Pem {
+            what: "certificate",
+            path: path.to_owned(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificates(path.display().to_string()));
+    }
+    Ok(certs)
+}
+
+/// Certificate chain from PEM bytes.
+pub fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::PemData {
+            what: "certificate",
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificates("PEM data".into()));
+    }
+    Ok(certs)
+}
+
+/// Private key (PKCS#8, PKCS#1 or SEC1) from a PEM file.
+pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Pem {
+        what: "private key",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Private key from PEM bytes.
+pub fn parse_private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|source| TlsError::PemData {
+        what: "private key",
+        source,
+    })
+}
+
+fn root_store(certs: Vec<CertificateDer<'static>>, what: &str) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert).map_err(|source| TlsError::BadCa {
+            what: what.to_owned(),
+            source,
+        })?;
+    }
+    Ok(roots)
+}
+
+/// PEM material for a TLS endpoint, from files or from memory (tests, the lab PKI).
+#[derive(Clone)]
+pub struct Pem {
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    pub key: Arc<PrivateKeyDer<'static>>,
+}
+
+impl Pem {
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        Ok(Self {
+            cert_chain: load_certs(cert)?,
+            key: Arc::new(load_private_key(key)?),
+        })
+    }
+
+    pub fn from_pem(cert: &[u8], key: &[u8]) -> Result<Self, TlsError> {
+        Ok(Self {
+            cert_chain: parse_certs(cert)?,
+            key: Arc::new(parse_private_key(key)?),
+        })
+    }
+}
+
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pem")
+            .field("cert_chain", &self.cert_chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who a client certificate says the peer is: `CN` is the user, each `O` a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    pub user: String,
+    pub groups: Vec<String>,
+}
+
+impl PeerIdentity {
+    /// Reads CN and O values from a DER certificate. `None` if it does not parse or has no CN
+    /// (upstream rejects a certificate without a common name).
+    pub fn from_certificate(der: &[u8]) -> Option<Self> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let subject = cert.subject();
+        let user = subject
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .filter(|cn| !cn.is_empty())?
+            .to_owned();
+        let groups = subject
+            .iter_organization()
+            .filter_map(|o| o.as_str().ok())
+            .map(str::to_owned)
+            .collect();
+        Some(Self { user, groups })
+    }
+}
+
+/// What the client presented in the handshake, judged against the client CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCert {
+    /// No certificate (or the server does not ask for one).
+    Absent,
+    /// A certificate that does not chain to the client CA (or has no CN); the text says why.
+    Rejected(String),
+    /// A certificate signed by the client CA.
+    Verified(PeerIdentity),
+}
+
+/// Accepts any client certificate during the handshake (after checking the handshake
+/// signature against it) so that the HTTP layer can answer 401 for a bad one; the real
+/// chain verification is redone after the handshake by [`ServerTls::client_cert`].
+#[derive(Debug)]
+struct RequestClientCert {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for RequestClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if let Err(err) = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            tracing::debug!(error = %err, "client certificate not verified; left to the HTTP layer");
+        }
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A hop's serving TLS: the rustls config plus the client-CA verifier used to judge the
+/// presented certificate after the handshake.
+#[derive(Clone)]
+pub struct ServerTls {
+    config: Arc<ServerConfig>,
+    client_ca: Option<Arc<dyn ClientCertVerifier>>,
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("client_ca", &self.client_ca.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// Serving cert + key, and optionally the CA whose client certificates identify users.
+    pub fn from_files(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Self, TlsError> {
+        let client_ca = client_ca.map(load_certs).transpose()?;
+        Self::new(Pem::from_files(cert, key)?, client_ca)
+    }
+
+    /// Same from in-memory material; `client_ca` is the CA chain (DER) for client certificates.
+    pub fn new(
+        serving: Pem,
+        client_ca: Option<Vec<CertificateDer<'static>>>,
+    ) -> Result<Self, TlsError> {
+        let provider = provider();
+        let verifier = match client_ca {
+            Some(ca) => {
+                let roots = Arc::new(root_store(ca, "client CA")?);
+                Some(WebPkiClientVerifier::builder_with_provider(roots, provider.clone()).build()?)
+            }
+            None => None,
+        };
+        let builder =
+            ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?;
+        let builder = match &verifier {
+            Some(inner) => builder.with_client_cert_verifier(Arc::new(RequestClientCert {
+                inner: inner.clone(),
+            })),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config =
+            builder.with_single_cert(serving.cert_chain, (*serving.key).clone_key())?;
+        config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+        Ok(Self {
+            config: Arc::new(config),
+            client_ca: verifier,
+        })
+    }
+
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.config.clone()
+    }
+
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.config.clone())
+    }
+
+    /// Judges the certificate chain the peer presented (as from `ServerConnection::peer_certificates`).
+    pub fn client_cert(&self, peer_certificates: Option<&[CertificateDer<'static>]>) -> ClientCert {
+        let Some((end_entity, intermediates)) = peer_certificates.and_then(|c| c.split_first())
+        else {
+            return ClientCert::Absent;
+        };
+        let Some(verifier) = &self.client_ca else {
+            return ClientCert::Rejected("no client CA configured".into());
+        };
+        if let Err(err) = verifier.verify_client_cert(end_entity, intermediates, UnixTime::now()) {
+            return ClientCert::Rejected(go_tls_error_text(&err));
+        }
+        match PeerIdentity::from_certificate(end_entity) {
+            Some(identity) => ClientCert::Verified(identity),
+            None => ClientCert::Rejected("client certificate has no common name".into()),
+        }
+    }
+
+    /// TLS handshake on an accepted TCP connection, then the client certificate's verdict.
+    pub async fn accept(&self, tcp: TcpStream) -> io::Result<(TlsStream<TcpStream>, ClientCert)> {
+        let tls = self.acceptor().accept(tcp).await?;
+        let verdict = self.client_cert(tls.get_ref().1.peer_certificates());
+        Ok((tls, verdict))
+    }
+}
+
+/// A client config trusting `ca` (DER chain), optionally presenting `identity`.
+pub fn client_config(
+    ca: Vec<CertificateDer<'static>>,
+    identity: Option<Pem>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = provider();
+    let roots = Arc::new(root_store(ca, "CA")?);
+    let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_webpki_verifier(verifier);
+    let mut config = match identity {
+        Some(pem) => builder.with_client_auth_cert(pem.cert_chain, (*pem.key).clone_key())?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// [`client_config`] from files: CA bundle, and optionally a client cert + key.
+pub fn client_config_from_files(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let identity = identity
+        .map(|(cert, key)| Pem::from_files(cert, key))
+        .transpose()?;
+    client_config(load_certs(ca)?, identity)
+}
+
+/// A rustls error in the words Go's crypto/tls and crypto/x509 use, since the hops
+/// reproduce upstream's user-visible texts (`remote error: tls: bad certificate`,
+/// `x509: certificate signed by unknown authority`).
+pub fn go_tls_error_text(err: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match err {
+        rustls::Error::AlertReceived(alert) => {
+            format!("remote error: tls: {}", go_alert_text(*alert))
+        }
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            C::UnknownIssuer => "x509: certificate signed by unknown authority".into(),
+            C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. } => {
+                "x509: certificate has expired or is not yet valid".into()
+            }
+            C::NotValidForNameContext {
+                expected,
+                presented,
+            } => {
+                let wanted = server_name_text(expected);
+                if presented.is_empty() {
+                    format!("x509: certificate is not valid for any names, but wanted to match {wanted}")
+                } else {
+                    format!(
+                        "x509: certificate is valid for {}, not {wanted}",
+                        presented.join(", ")
+                    )
+                }
+            }
+            C::NotValidForName => "x509: certificate is not valid for the requested name".into(),
+            C::BadSignature => "x509: signature verification failed".into(),
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+                "x509: certificate specifies an incompatible key usage".into()
+            }
+            other => format!("x509: {other:?}"),
+        },
+        other => format!("tls: {other}"),
+    }
+}
+
+fn server_name_text(name: &rustls::pki_types::ServerName<'_>) -> String {
+    match name {
+        rustls::pki_types::ServerName::DnsName(d) => d.as_ref().to_owned(),
+        rustls::pki_types::ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Go's crypto/tls alert strings (alert.go).
+fn go_alert_text(alert: rustls::AlertDescription) -> String {
+    use rustls::AlertDescription as A;
+    let text = match alert {
+        A::CloseNotify => "close notify",
+        A::UnexpectedMessage => "unexpected message",
+        A::BadRecordMac => "bad record MAC",
+        A::DecryptionFailed => "decryption failed",
+        A::RecordOverflow => "record overflow",
+        A::DecompressionFailure => "decompression failure",
+        A::HandshakeFailure => "handshake failure",
+        A::BadCertificate => "bad certificate",
+        A::UnsupportedCertificate => "unsupported certificate",
+        A::CertificateRevoked => "revoked certificate",
+        A::CertificateExpired => "expired certificate",
+        A::CertificateUnknown => "unknown certificate",
+        A::IllegalParameter => "illegal parameter",
+        A::UnknownCA => "unknown certificate authority",
+        A::AccessDenied => "access denied",
+        A::DecodeError => "error decoding message",
+        A::DecryptError => "error decrypting message",
+        A::ExportRestriction => "export restriction",
+        A::ProtocolVersion => "protocol version not supported",
+        A::InsufficientSecurity => "insufficient security level",
+        A::InternalError => "internal error",
+        A::InappropriateFallback => "inappropriate fallback",
+        A::UserCanceled => "user canceled",
+        A::NoRenegotiation => "no renegotiation",
+        A::MissingExtension => "missing extension",
+        A::UnsupportedExtension => "unsupported extension",
+        A::CertificateUnobtainable => "certificate unobtainable",
+        A::UnrecognisedName => "unrecognized name",
+        A::BadCertificateStatusResponse => "bad certificate status response",
+        A::BadCertificateHashValue => "bad certificate hash value",
+        A::UnknownPSKIdentity => "unknown PSK identity",
+        A::CertificateRequired => "certificate required",
+        A::NoApplicationProtocol => "no application protocol",
+        A::EncryptedClientHelloRequired => "encrypted client hello required",
+        other => return format!("alert({})", u8::from(other)),
+    };
+    text.to_owned()
+}
+
+/// The Go-style text of an I/O error that wraps a rustls error, if it does.
+pub fn go_tls_io_error_text(err: &io::Error) -> Option<String> {
+    err.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .map(go_tls_error_text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_texts_read_like_go() {
+        let err = rustls::Error::AlertReceived(rustls::AlertDescription::InternalError);
+        assert_eq!(go_tls_error_text(&err), "remote error: tls: internal error");
+        let err = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        assert_eq!(
+            go_tls_error_text(&err),
+            "x509: certificate signed by unknown authority"
+        );
+    }
+}
