@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Servers implement only what they need; every other RPC answers Unimplemented.
+        .generate_default_stubs(true)
         .compile_fds(fds)?;
     Ok(())
 }

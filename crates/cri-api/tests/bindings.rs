@@ -45,3 +45,20 @@ fn client_and_server_types_are_generated() {
         "runtime.v1.ImageService"
     );
 }
+
+/// A server that implements nothing still compiles: every RPC has an Unimplemented default.
+#[tokio::test]
+async fn unimplemented_rpcs_answer_unimplemented() {
+    use cri_api::runtime::v1::runtime_service_server::RuntimeService;
+    use cri_api::runtime::v1::VersionRequest;
+
+    struct Nothing;
+    #[tonic::async_trait]
+    impl RuntimeService for Nothing {}
+
+    let err = Nothing
+        .version(tonic::Request::new(VersionRequest::default()))
+        .await
+        .expect_err("default stub");
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+}
