@@ -1,0 +1,132 @@
+//! Header block codec: the SPDY/3 dictionary, one zlib context per direction, sync flush per
+//! block, NUL-joined values, and refusal of oversized (zip bomb) blocks.
+use k8s_stream::spdy::dictionary::{DICTIONARY, DICTIONARY_ADLER32};
+use k8s_stream::spdy::header_block::{
+    parse_name_value_block, write_name_value_block, HeaderBlockError, HeaderDecoder, HeaderEncoder,
+};
+
+#[test]
+fn name_value_block_layout() {
+    let mut plain = Vec::new();
+    write_name_value_block(
+        [("StreamType", "error"), ("a", "1"), ("A", "2")],
+        &mut plain,
+    );
+    let expected: &[u8] = b"\0\0\0\x02\
+\0\0\0\x0astreamtype\0\0\0\x05error\
+\0\0\0\x01a\0\0\0\x031\x002";
+    assert_eq!(plain, expected);
+    assert_eq!(
+        parse_name_value_block(&plain).unwrap(),
+        vec![
+            ("streamtype".to_string(), "error".to_string()),
+            ("a".to_string(), "1".to_string()),
+            ("a".to_string(), "2".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn malformed_blocks() {
+    assert!(parse_name_value_block(b"").is_err());
+    assert!(parse_name_value_block(b"\0\0\0\x01\0\0\0\x05ab").is_err());
+    // A count far beyond what the bytes could hold is refused before allocating.
+    assert!(parse_name_value_block(b"\xff\xff\xff\xff\0\0\0\0\0\0\0\0").is_err());
+    // Trailing garbage.
+    assert!(parse_name_value_block(b"\0\0\0\0x").is_err());
+}
+
+#[test]
+fn first_block_names_the_spdy3_dictionary() {
+    let mut enc = HeaderEncoder::new();
+    let mut block = Vec::new();
+    enc.encode([("streamtype", "error")], &mut block).unwrap();
+    // zlib header: CMF, FLG with FDICT, then DICTID big-endian.
+    assert_eq!(block[0] & 0x0f, 8, "deflate");
+    assert_ne!(block[1] & 0x20, 0, "FDICT set");
+    assert_eq!(
+        u32::from_be_bytes([block[2], block[3], block[4], block[5]]),
+        DICTIONARY_ADLER32
+    );
+    // Z_SYNC_FLUSH ends with an empty stored block.
+    assert!(block.ends_with(&[0x00, 0x00, 0xff, 0xff]));
+    assert_eq!(DICTIONARY.len(), 1423);
+}
+
+#[test]
+fn one_context_per_direction_across_blocks() {
+    let mut enc = HeaderEncoder::new();
+    let mut dec = HeaderDecoder::default();
+    let sets: Vec<Vec<(&str, &str)>> = vec![
+        vec![("streamtype", "error")],
+        vec![("streamtype", "stdin")],
+        vec![],
+        vec![("streamtype", "stdout"), ("x-multi", "a"), ("x-multi", "b")],
+        vec![("port", "8080"), ("requestid", "0")],
+    ];
+    let mut sizes = Vec::new();
+    for set in &sets {
+        let mut block = Vec::new();
+        enc.encode(set.iter().copied(), &mut block).unwrap();
+        sizes.push(block.len());
+        let got = dec.decode(&block).unwrap();
+        let want: Vec<(String, String)> = set
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, want);
+    }
+    // Later blocks reuse the shared context (no zlib header, back-references): smaller.
+    assert!(sizes[1] < sizes[0], "{sizes:?}");
+}
+
+#[test]
+fn a_fresh_decoder_cannot_read_a_later_block() {
+    let mut enc = HeaderEncoder::new();
+    let mut first = Vec::new();
+    let mut second = Vec::new();
+    enc.encode([("streamtype", "error")], &mut first).unwrap();
+    enc.encode([("streamtype", "stdin")], &mut second).unwrap();
+    assert!(HeaderDecoder::default().decode(&second).is_err());
+}
+
+#[test]
+fn truncated_block_is_an_error() {
+    let mut enc = HeaderEncoder::new();
+    let mut block = Vec::new();
+    enc.encode([("streamtype", "error")], &mut block).unwrap();
+    let err = HeaderDecoder::default()
+        .decode(&block[..block.len() / 2])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HeaderBlockError::Truncated | HeaderBlockError::Malformed(_)
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn zip_bomb_is_refused() {
+    let big = "a".repeat(4 * 1024 * 1024);
+    let mut enc = HeaderEncoder::new();
+    let mut block = Vec::new();
+    enc.encode([("x", big.as_str())], &mut block).unwrap();
+    assert!(block.len() < 64 * 1024, "compresses well: {}", block.len());
+    let err = HeaderDecoder::new(256 * 1024).decode(&block).unwrap_err();
+    assert_eq!(err, HeaderBlockError::TooLarge(256 * 1024));
+}
+
+#[test]
+fn wrong_dictionary_is_refused() {
+    // zlib header with FDICT and DICTID 0x00000001 (any non-SPDY dictionary).
+    let mut block = vec![0x78, 0xbb, 0, 0, 0, 1];
+    // (0x78bb is a valid CMF/FLG pair: (0x78 * 256 + 0xbb) % 31 == 0)
+    assert_eq!((0x78u32 * 256 + 0xbb) % 31, 0);
+    block.extend_from_slice(&[0x03, 0x00]);
+    assert_eq!(
+        HeaderDecoder::default().decode(&block).unwrap_err(),
+        HeaderBlockError::WrongDictionary(1)
+    );
+}
