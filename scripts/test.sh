@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The project's test command (README; .ci/run runs exactly this): set-up, builds, format and
+# lint checks, then every unit and end-to-end test. Runs as root (the end-to-end tests start
+# runc containers). Loud on failure: the failing step is named at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+started=$SECONDS
+current="(none)"
+timings=()
+
+banner() { printf '\n==== %s\n' "$*" >&2; }
+step() {
+    current="$1"
+    shift
+    banner "$current: $*"
+    local t0=$SECONDS
+    "$@"
+    timings+=("$(printf '%5ss  %s' $((SECONDS - t0)) "$current")")
+}
+on_exit() {
+    local rc=$?
+    if [ "$rc" -ne 0 ]; then
+        printf '\n' >&2
+        printf '#%.0s' {1..72} >&2
+        printf '\n#  TEST FAILED at step "%s" (exit %s) after %ss\n' "$current" "$rc" $((SECONDS - started)) >&2
+        printf '#%.0s' {1..72} >&2
+        printf '\n' >&2
+    else
+        banner "all steps passed in $((SECONDS - started))s"
+        printf '%s\n' "${timings[@]}" >&2
+    fi
+}
+trap on_exit EXIT
+
+[ "$(id -u)" -eq 0 ] || { echo "test.sh: run as root (runc containers, mounts)" >&2; exit 1; }
+
+step setup      scripts/setup.sh
+step fmt        cargo fmt --all -- --check
+step release    cargo build --release --workspace
+step build      cargo build --workspace --all-targets
+step clippy     cargo clippy --workspace --all-targets -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+    step tests   cargo nextest run --workspace --no-fail-fast --failure-output final
+    step doctest cargo test --workspace --doc
+else
+    step tests   cargo test --workspace --no-fail-fast
+fi

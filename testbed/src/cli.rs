@@ -1,0 +1,307 @@
+//! The `execlab` command line: `up`, `down`, `status` (a contract: scripts and lab guides
+//! depend on these names, flags and exit codes).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::error::{log_tail, LabError};
+use crate::kubeconfig::{CONTEXT_JANE, CONTEXT_VIEWER};
+use crate::lab::{down, ensure_not_running, Lab, LabConfig};
+use crate::layout::LabLayout;
+use crate::progress::ProgressMode;
+use crate::record::LabRecord;
+use crate::status::lab_status;
+
+/// Where scripts/setup.sh puts kubectl 1.20 (SPDY only), aside from the system's kubectl.
+pub const KUBECTL_120: &str = "/opt/execlab/kubectl-1.20/usr/bin/kubectl";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "execlab",
+    version,
+    about = "The kubectl exec streaming chain, hop by hop: apiserver-proxy → kubelet-stream → cri-streaming → shim-exec → runc"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Make the PKI, rootfs and manifests, start every hop, wait until all are healthy and the
+    /// pod runs, then write DIR/kubeconfig. Stays in the foreground until Ctrl-C or SIGTERM,
+    /// then stops everything and removes what it made.
+    Up(UpArgs),
+    /// Stop the lab in DIR (from any shell) and remove what it made.
+    Down(DirArg),
+    /// Show each hop of the lab in DIR: pid, address, health. Exit 0 when all are healthy.
+    Status(DirArg),
+}
+
+#[derive(Debug, Args)]
+pub struct DirArg {
+    /// The lab directory.
+    #[arg(long, env = "EXECLAB_DIR", default_value = "lab")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// kubelet-stream answers exec with a 302 to the runtime's streaming server instead of
+    /// proxying it.
+    #[arg(long)]
+    pub redirect_container_streaming: bool,
+    /// Return once the lab is ready; it keeps running until `execlab down --dir DIR`.
+    #[arg(long)]
+    pub detach: bool,
+    /// Give up if the lab is not ready after this many seconds.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+/// Runs the command; the exit code to return.
+pub fn run(cli: Cli) -> Result<ExitCode, LabError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(LabError::Runtime)?;
+    match cli.command {
+        LabCommand::Up(args) if args.detach => up_detached(&args),
+        LabCommand::Up(args) => runtime.block_on(up_foreground(&args)),
+        LabCommand::Down(args) => down_command(&args.dir),
+        LabCommand::Status(args) => runtime.block_on(status_command(&args.dir)),
+    }
+}
+
+fn lab_config(args: &UpArgs, progress: ProgressMode) -> LabConfig {
+    let mut config = LabConfig::new(&args.dir.dir);
+    config.redirect_container_streaming = args.redirect_container_streaming;
+    config.ready_timeout = Duration::from_secs(args.timeout);
+    config.progress = progress;
+    config
+}
+
+async fn up_foreground(args: &UpArgs) -> Result<ExitCode, LabError> {
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(LabError::Runtime)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(LabError::Runtime)?;
+    let config = lab_config(args, ProgressMode::Stderr);
+    eprintln!(
+        "execlab: starting a lab in {}",
+        LabLayout::new(&config.dir)?.root().display()
+    );
+    // A signal while starting drops the start future, and with it the half-started lab, which
+    // stops what it started.
+    let mut lab = tokio::select! {
+        lab = Lab::start(config) => lab?,
+        _ = interrupt.recv() => return Ok(interrupted_while_starting()),
+        _ = terminate.recv() => return Ok(interrupted_while_starting()),
+    };
+    println!("{}", ready_message(&lab, false));
+    let mut reported_exit = false;
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if let Err(e) = lab.check_running() {
+                    if !reported_exit {
+                        eprintln!("execlab: {e}\nexeclab: the lab keeps running without it; Ctrl-C stops everything");
+                        reported_exit = true;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("execlab: stopping the lab");
+    let dir = lab.dir().to_path_buf();
+    let report = lab.stop()?;
+    for (hop, ending) in &report.hops {
+        tracing::info!(%hop, ?ending, "stopped");
+    }
+    eprintln!(
+        "execlab: stopped; nothing left behind in {} (logs kept in {})",
+        dir.display(),
+        dir.join("logs").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn interrupted_while_starting() -> ExitCode {
+    eprintln!("execlab: interrupted while starting; stopped what was started");
+    ExitCode::SUCCESS
+}
+
+/// Starts `execlab up` as a detached supervisor (own session, output into DIR/logs/execlab.log)
+/// and returns once its kubeconfig appears.
+fn up_detached(args: &UpArgs) -> Result<ExitCode, LabError> {
+    let layout = ensure_not_running(&args.dir.dir)?;
+    let started = Instant::now();
+    std::fs::create_dir_all(layout.logs_dir()).map_err(|e| LabError::io(layout.logs_dir(), e))?;
+    let _ = std::fs::remove_file(layout.kubeconfig());
+    let log_path = layout.supervisor_log();
+    let log = std::fs::File::create(&log_path).map_err(|e| LabError::io(&log_path, e))?;
+    let log_err = log.try_clone().map_err(|e| LabError::io(&log_path, e))?;
+    let exe = std::env::current_exe().map_err(|e| LabError::io("current executable", e))?;
+    let mut command = Command::new(exe);
+    command
+        .arg("up")
+        .arg("--dir")
+        .arg(layout.root())
+        .arg("--timeout")
+        .arg(args.timeout.to_string());
+    if args.redirect_container_streaming {
+        command.arg("--redirect-container-streaming");
+    }
+    command.stdin(Stdio::null()).stdout(log).stderr(log_err);
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command.spawn().map_err(|e| LabError::io("execlab up", e))?;
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(format!(
+            "starting the lab in {} (detached)",
+            layout.root().display()
+        ));
+        bar.enable_steady_tick(Duration::from_millis(80));
+        bar
+    });
+    let limit = Duration::from_secs(args.timeout + 15);
+    let result = loop {
+        if layout.kubeconfig().exists() {
+            break Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            break Err(LabError::SupervisorExited {
+                status: status.to_string(),
+                log: log_path.clone(),
+                tail: log_tail(&log_path, 30),
+            });
+        }
+        if started.elapsed() > limit {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = child.wait();
+            break Err(LabError::NotReady {
+                what: "the detached lab".into(),
+                waited: started.elapsed(),
+                last: log_tail(&log_path, 5),
+                log: log_path.clone(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if let Some(bar) = spinner {
+        bar.finish_and_clear();
+    }
+    result?;
+    let record = LabRecord::read(&layout.lab_record())?;
+    let ready_ms = record.as_ref().and_then(|r| r.ready_ms).unwrap_or_default();
+    println!(
+        "{}",
+        ready_text(
+            layout.root(),
+            Duration::from_millis(ready_ms),
+            child.id(),
+            true
+        )
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn down_command(dir: &Path) -> Result<ExitCode, LabError> {
+    let report = down(dir, "runc")?;
+    let layout = LabLayout::new(dir)?;
+    if !report.found {
+        println!("execlab: no lab record in {}", layout.root().display());
+    }
+    if let Some(ending) = &report.supervisor {
+        println!("execlab: lab supervisor stopped ({ending:?})");
+    }
+    for (hop, ending) in &report.hops {
+        println!("execlab: {hop} outlived its supervisor; stopped ({ending:?})");
+    }
+    let sweep = &report.sweep;
+    for id in &sweep.runc_containers_deleted {
+        println!("execlab: deleted leftover runc container {id}");
+    }
+    for process in &sweep.processes_killed {
+        println!("execlab: killed leftover process {process}");
+    }
+    for mount in &sweep.unmounted {
+        println!("execlab: unmounted {}", mount.display());
+    }
+    if report.leftovers.is_empty() {
+        println!("execlab: lab in {} is down", layout.root().display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(LabError::Leftovers {
+            dir: layout.root().to_path_buf(),
+            leftovers: report.leftovers,
+        })
+    }
+}
+
+async fn status_command(dir: &Path) -> Result<ExitCode, LabError> {
+    let layout = LabLayout::new(dir)?;
+    match lab_status(&layout).await? {
+        None => {
+            println!("execlab: no lab in {}", layout.root().display());
+            Ok(ExitCode::from(3))
+        }
+        Some(status) => {
+            print!("{status}");
+            Ok(if status.healthy() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+fn ready_message(lab: &Lab, detached: bool) -> String {
+    ready_text(lab.dir(), lab.ready_in(), std::process::id(), detached)
+}
+
+/// What to do with a ready lab.
+fn ready_text(dir: &Path, ready_in: Duration, supervisor: u32, detached: bool) -> String {
+    let kubeconfig = dir.join("kubeconfig");
+    let stop = if detached {
+        format!("execlab down --dir {}", dir.display())
+    } else {
+        format!("Ctrl-C here, or execlab down --dir {}", dir.display())
+    };
+    let mut text = format!(
+        "execlab: lab ready in {:.2} s (execlab pid {supervisor})\n\n  export KUBECONFIG={}\n  kubectl exec -it web -c app -- sh\n\n",
+        ready_in.as_secs_f64(),
+        kubeconfig.display()
+    );
+    if Path::new(KUBECTL_120).is_file() {
+        text.push_str(&format!(
+            "  SPDY-only kubectl 1.20:  {KUBECTL_120} exec -it web -c app -- sh\n"
+        ));
+    }
+    text.push_str(&format!(
+        "  force SPDY on 1.32:      KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false kubectl exec web -c app -- date\n  other users:             kubectl --context {CONTEXT_VIEWER} get pods; kubectl --context {CONTEXT_JANE} exec web -- true\n  hop logs:                {}/<hop>.log\n  status:                  execlab status --dir {}\n  stop:                    {stop}",
+        dir.join("logs").display(),
+        dir.display()
+    ));
+    text
+}

@@ -1,0 +1,237 @@
+//! The lab directory: where every file of a lab lives (docs/architecture.md, "Lab directory").
+//!
+//! Everything a lab makes is under one directory, so parallel labs never share a path and the
+//! sweep after a crash knows exactly what to look at.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::LabError;
+use crate::hop::Hop;
+
+/// Longest path a unix socket address can carry (`sun_path` is 108 bytes with its NUL).
+const UNIX_SOCKET_PATH_MAX: usize = 107;
+
+/// The paths of one lab, all under an absolute root directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabLayout {
+    root: PathBuf,
+}
+
+impl LabLayout {
+    /// A layout rooted at `dir`, made absolute against the current directory (the hops get
+    /// these paths on their command lines and in `unix://` URLs, which must be absolute).
+    pub fn new(dir: &Path) -> Result<Self, LabError> {
+        let root = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| LabError::io("current directory", e))?
+                .join(dir)
+        };
+        let root = normalize(&root);
+        let layout = Self { root };
+        let socket = layout.cri_socket();
+        if socket.as_os_str().len() > UNIX_SOCKET_PATH_MAX {
+            return Err(LabError::DirTooLong {
+                dir: layout.root.clone(),
+                socket,
+            });
+        }
+        Ok(layout)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn pki_dir(&self) -> PathBuf {
+        self.root.join("pki")
+    }
+    pub fn policy_file(&self) -> PathBuf {
+        self.root.join("policy.json")
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.root.join("rootfs")
+    }
+    pub fn manifests_dir(&self) -> PathBuf {
+        self.root.join("manifests")
+    }
+    /// Sockets: the CRI socket, the shims' ttrpc sockets, console sockets.
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+    pub fn cri_socket(&self) -> PathBuf {
+        self.run_dir().join("cri.sock")
+    }
+    /// `unix:///…/run/cri.sock`, as the kubelet's `--runtime-endpoint` spells it.
+    pub fn cri_endpoint(&self) -> String {
+        format!("unix://{}", self.cri_socket().display())
+    }
+    /// The shims' `XDG_RUNTIME_DIR`, where the `runc-process*` files are made.
+    pub fn xdg_dir(&self) -> PathBuf {
+        self.root.join("xdg")
+    }
+    /// cri-streaming's state: bundles, FIFOs, and runc's state under `runc/`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+    pub fn runc_root(&self) -> PathBuf {
+        self.state_dir().join("runc")
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    pub fn log_file(&self, hop: Hop) -> PathBuf {
+        self.logs_dir().join(format!("{}.log", hop.name()))
+    }
+    /// Where a detached supervisor (`execlab up --detach`) writes its own output.
+    pub fn supervisor_log(&self) -> PathBuf {
+        self.logs_dir().join("execlab.log")
+    }
+    pub fn addr_dir(&self) -> PathBuf {
+        self.root.join("addr")
+    }
+    pub fn addr_file(&self, hop: Hop) -> PathBuf {
+        self.addr_dir().join(hop.name())
+    }
+    pub fn lab_record(&self) -> PathBuf {
+        self.root.join("lab.json")
+    }
+    /// Written last, atomically: its existence means the lab is ready.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.root.join("kubeconfig")
+    }
+
+    /// Makes the directories a starting lab needs.
+    pub fn create_dirs(&self) -> Result<(), LabError> {
+        for dir in [
+            self.root.clone(),
+            self.pki_dir(),
+            self.manifests_dir(),
+            self.run_dir(),
+            self.xdg_dir(),
+            self.state_dir(),
+            self.logs_dir(),
+            self.addr_dir(),
+        ] {
+            fs::create_dir_all(&dir).map_err(|e| LabError::io(&dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Everything a lab makes and removes again when it stops. The logs stay, so a stopped
+    /// lab can still be read; they are overwritten by the next `up`.
+    pub fn removable(&self) -> Vec<PathBuf> {
+        vec![
+            self.kubeconfig(),
+            self.lab_record(),
+            self.addr_dir(),
+            self.run_dir(),
+            self.xdg_dir(),
+            self.state_dir(),
+            self.manifests_dir(),
+            self.rootfs(),
+            self.policy_file(),
+            self.pki_dir(),
+        ]
+    }
+
+    /// True when `path` is the lab root or lies under it.
+    pub fn contains(&self, path: &Path) -> bool {
+        path.starts_with(&self.root)
+    }
+}
+
+/// Writes `contents` to `path` so that readers see either nothing or the whole file:
+/// a temp file in the same directory, fsync, then rename.
+pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), LabError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(LabError::io(path, e));
+    }
+    Ok(())
+}
+
+/// Removes `.` and `..` components without touching the file system (the directory may not
+/// exist yet, so `canonicalize` is not an option).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_dirs_become_absolute_and_normal() {
+        let layout = LabLayout::new(Path::new("./a/../lab")).unwrap();
+        assert!(layout.root().is_absolute());
+        assert!(layout.root().ends_with("lab"));
+        assert!(!layout.root().to_string_lossy().contains(".."));
+    }
+
+    #[test]
+    fn paths_follow_the_architecture() {
+        let layout = LabLayout::new(Path::new("/tmp/x")).unwrap();
+        assert_eq!(layout.cri_endpoint(), "unix:///tmp/x/run/cri.sock");
+        assert_eq!(
+            layout.addr_file(Hop::KubeletStream),
+            Path::new("/tmp/x/addr/kubelet-stream")
+        );
+        assert_eq!(
+            layout.log_file(Hop::ApiserverProxy),
+            Path::new("/tmp/x/logs/apiserver-proxy.log")
+        );
+        assert_eq!(layout.runc_root(), Path::new("/tmp/x/state/runc"));
+        assert!(layout.contains(Path::new("/tmp/x/run/cri.sock")));
+        assert!(!layout.contains(Path::new("/tmp/xy/run")));
+    }
+
+    #[test]
+    fn a_dir_too_long_for_a_socket_is_refused() {
+        let long = format!("/tmp/{}", "d".repeat(100));
+        assert!(matches!(
+            LabLayout::new(Path::new(&long)),
+            Err(LabError::DirTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        write_atomically(&path, b"hello", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"hello");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+}

@@ -1,0 +1,186 @@
+//! `execlab status`: each hop of a lab, its pid, address and health, asked live.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::error::LabError;
+use crate::hop::Hop;
+use crate::layout::LabLayout;
+use crate::pki::PkiPaths;
+use crate::probe::{self, TlsClient};
+use crate::procfs;
+use crate::record::LabRecord;
+use crate::sweep;
+
+#[derive(Debug, Clone)]
+pub struct HopStatus {
+    pub hop: Hop,
+    pub pids: Vec<u32>,
+    pub address: String,
+    /// `Ok(detail)` when healthy, `Err(why)` when not.
+    pub health: Result<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LabStatus {
+    pub dir: PathBuf,
+    pub supervisor_pid: u32,
+    pub supervisor_alive: bool,
+    /// The kubeconfig exists.
+    pub ready: bool,
+    pub hops: Vec<HopStatus>,
+}
+
+impl LabStatus {
+    pub fn healthy(&self) -> bool {
+        self.ready && self.hops.iter().all(|h| h.health.is_ok())
+    }
+}
+
+/// The status of the lab in `layout`, or `None` when there is no lab record.
+pub async fn lab_status(layout: &LabLayout) -> Result<Option<LabStatus>, LabError> {
+    let Some(record) = LabRecord::read(&layout.lab_record())? else {
+        return Ok(None);
+    };
+    let pki = PkiPaths::in_dir(&layout.pki_dir());
+    let mut hops = Vec::new();
+    for hop in Hop::CHAIN {
+        hops.push(hop_status(layout, &record, &pki, hop).await);
+    }
+    Ok(Some(LabStatus {
+        dir: layout.root().to_path_buf(),
+        supervisor_pid: record.supervisor_pid,
+        supervisor_alive: record.supervisor_alive(),
+        ready: layout.kubeconfig().exists(),
+        hops,
+    }))
+}
+
+async fn hop_status(layout: &LabLayout, record: &LabRecord, pki: &PkiPaths, hop: Hop) -> HopStatus {
+    if hop == Hop::ShimExec {
+        let pids = sweep::shim_pids(layout.root());
+        let sockets = shim_sockets(layout);
+        let health = if pids.is_empty() {
+            Err("no shim running".to_owned())
+        } else {
+            Ok(format!("{} running", pids.len()))
+        };
+        return HopStatus {
+            hop,
+            pids,
+            address: sockets.join(" "),
+            health,
+        };
+    }
+    let Some(entry) = record.hop(hop) else {
+        return HopStatus {
+            hop,
+            pids: Vec::new(),
+            address: String::new(),
+            health: Err("not started".into()),
+        };
+    };
+    let address = entry.address.clone().unwrap_or_default();
+    let mut shown = address.clone();
+    if let Some(stream) = entry.stream_address {
+        shown.push_str(&format!("  streaming http://{stream}"));
+    }
+    let health = if !procfs::is_alive(entry.pid) {
+        Err("not running".to_owned())
+    } else {
+        probe_hop(layout, pki, hop, &address).await
+    };
+    HopStatus {
+        hop,
+        pids: vec![entry.pid],
+        address: shown,
+        health,
+    }
+}
+
+async fn probe_hop(
+    layout: &LabLayout,
+    pki: &PkiPaths,
+    hop: Hop,
+    address: &str,
+) -> Result<String, String> {
+    match hop {
+        Hop::CriStreaming => probe::cri_version(&layout.cri_socket())
+            .await
+            .map(|version| format!("ok ({version})"))
+            .map_err(|e| e.to_string()),
+        Hop::KubeletStream | Hop::ApiserverProxy => {
+            let identity = (hop == Hop::ApiserverProxy).then_some(&pki.admin);
+            let target = address.trim_start_matches("https://");
+            let client = TlsClient::new(&pki.ca.cert, identity).map_err(|e| e.to_string())?;
+            client
+                .healthz(target)
+                .await
+                .map(|()| "ok".to_owned())
+                .map_err(|e| e.to_string())
+        }
+        Hop::ShimExec => Ok(String::new()),
+    }
+}
+
+/// The shims' ttrpc sockets in the lab's socket dir (everything there but the CRI socket).
+fn shim_sockets(layout: &LabLayout) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(layout.run_dir()) else {
+        return Vec::new();
+    };
+    let cri = layout.cri_socket();
+    let mut sockets: Vec<String> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| *p != cri)
+        .filter(|p| {
+            use std::os::unix::fs::FileTypeExt;
+            std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket())
+        })
+        .map(|p| format!("unix://{}", p.display()))
+        .collect();
+    sockets.sort();
+    sockets
+}
+
+impl fmt::Display for LabStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match (self.supervisor_alive, self.ready) {
+            (true, true) => "ready",
+            (true, false) => "starting",
+            (false, _) => "supervisor gone",
+        };
+        writeln!(
+            f,
+            "lab {}: {state} (execlab pid {})",
+            self.dir.display(),
+            self.supervisor_pid
+        )?;
+        writeln!(f, "{:<16} {:<9} {:<7} ADDRESS", "HOP", "PID", "HEALTH")?;
+        for hop in &self.hops {
+            let pids = if hop.pids.is_empty() {
+                "-".to_owned()
+            } else {
+                hop.pids
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let (health, detail) = match &hop.health {
+                Ok(detail) => ("ok", detail.clone()),
+                Err(why) => ("FAIL", why.clone()),
+            };
+            writeln!(
+                f,
+                "{:<16} {:<9} {:<7} {}  {}",
+                hop.hop.name(),
+                pids,
+                health,
+                hop.address,
+                detail
+            )?;
+        }
+        Ok(())
+    }
+}
