@@ -267,7 +267,7 @@ impl Session {
         let inner = self.token.shared.lock();
         SessionStats {
             streams: inner.streams.len(),
-            recv_buffered: inner.streams.values().map(|s| s.recv_len).sum(),
+            recv_buffered: inner.streams.values().map(|s| s.recv.len()).sum(),
             send_queued: inner.queue.queued_data_bytes(),
         }
     }

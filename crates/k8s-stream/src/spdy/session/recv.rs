@@ -245,9 +245,8 @@ async fn on_data(shared: &Shared, data: Data) -> Result<(), SessionError> {
             if let Some(bytes) = payload.take() {
                 if slot.recv_end.is_some() || !slot.reader_alive {
                     // Nobody will read it: discard.
-                } else if slot.recv_len == 0 || slot.recv_len + len <= cap {
-                    slot.recv_len += len;
-                    slot.recv.push_back(bytes);
+                } else if slot.recv.is_empty() || slot.recv.len() + len <= cap {
+                    slot.recv.extend_from_slice(&bytes);
                     slot.reader_task_waiting = false;
                     wake.add(slot.read_waker.take());
                 } else {

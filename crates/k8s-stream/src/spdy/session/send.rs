@@ -19,6 +19,7 @@ const COALESCE_BELOW: usize = 16 * 1024;
 pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut wr: W) {
     let mut batch: Vec<BytesMut> = Vec::new();
     let mut small = BytesMut::new();
+    let mut done: Vec<BytesMut> = Vec::new();
     loop {
         let next = {
             let mut wake = Wakeups::default();
@@ -44,7 +45,7 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut wr: W) {
             }
             Some(Some(seq)) => seq,
         };
-        if let Err(e) = write_batch(&mut wr, &mut batch, &mut small).await {
+        if let Err(e) = write_batch(&mut wr, &mut batch, &mut small, &mut done).await {
             let mut wake = Wakeups::default();
             let mut inner = shared.lock();
             shared.fail_all(&mut inner, SessionError::Io(e.to_string()), &mut wake);
@@ -53,6 +54,9 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut wr: W) {
         let mut wake = Wakeups::default();
         let mut inner = shared.lock();
         wake.extend(inner.queue.written(seq));
+        for frame in done.drain(..) {
+            inner.queue.recycle(frame);
+        }
     }
     if let Err(e) = wr.shutdown().await {
         tracing::debug!(error = %e, "spdy: shutdown of the connection failed");
@@ -61,10 +65,12 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut wr: W) {
     shared.stop_tx.send_replace(true);
 }
 
+/// Writes every frame of `batch`; written big frames are moved to `done` for reuse.
 async fn write_batch<W: AsyncWrite + Unpin>(
     wr: &mut W,
     batch: &mut Vec<BytesMut>,
     small: &mut BytesMut,
+    done: &mut Vec<BytesMut>,
 ) -> std::io::Result<()> {
     for frame in batch.drain(..) {
         if frame.len() < COALESCE_BELOW {
@@ -76,6 +82,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
             small.clear();
         }
         wr.write_all(&frame).await?;
+        done.push(frame);
     }
     if !small.is_empty() {
         wr.write_all(small).await?;

@@ -5,7 +5,7 @@
 //! side is finished (FIN or RST sent, or RST received) and the peer's side is finished (FIN or
 //! RST received) or nobody reads it any more; after GOAWAY (either way) the connection is
 //! closed as soon as every stream is done.
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::Waker;
 
@@ -34,8 +34,9 @@ pub(crate) struct StreamSlot {
     /// SYN_REPLY sent (peer-opened) or received (ours); DATA before it is dropped.
     pub(crate) replied: bool,
     pub(crate) reply_tx: Option<oneshot::Sender<Result<(), SessionError>>>,
-    pub(crate) recv: VecDeque<Bytes>,
-    pub(crate) recv_len: usize,
+    /// Received payload not yet read. Copied in from the read buffer (so that buffer's memory
+    /// is reused instead of page-faulting fresh allocations) and kept as one reusable region.
+    pub(crate) recv: BytesMut,
     pub(crate) recv_end: Option<RecvEnd>,
     pub(crate) read_waker: Option<Waker>,
     pub(crate) reader_alive: bool,
@@ -53,8 +54,7 @@ impl StreamSlot {
         StreamSlot {
             replied,
             reply_tx: None,
-            recv: VecDeque::new(),
-            recv_len: 0,
+            recv: BytesMut::new(),
             recv_end: None,
             read_waker: None,
             reader_alive: true,

@@ -2,7 +2,7 @@
 //!
 //! Reads return what the peer sent, then EOF at its FIN, or an error after RST_STREAM or a lost
 //! connection (bytes received before either are still delivered first). Writes become DATA
-//! frames of at most 128 KiB; shutdown sends an empty DATA frame with FIN (a half-close, as
+//! frames of at most 64 KiB; shutdown sends an empty DATA frame with FIN (a half-close, as
 //! spdystream's `Stream.Close`). Dropping the writer without shutdown half-closes too; dropping
 //! the reader discards whatever the peer still sends on the stream.
 use std::io;
@@ -157,17 +157,13 @@ impl AsyncRead for StreamReader {
             };
         }
         let was_full = slot.reader_task_waiting;
-        while buf.remaining() > 0 {
-            let Some(front) = slot.recv.front_mut() else {
-                break;
-            };
-            let n = front.len().min(buf.remaining());
-            buf.put_slice(&front[..n]);
-            front.advance(n);
-            slot.recv_len -= n;
-            if front.is_empty() {
-                slot.recv.pop_front();
-            }
+        let n = slot.recv.len().min(buf.remaining());
+        buf.put_slice(&slot.recv[..n]);
+        slot.recv.advance(n);
+        if slot.recv.is_empty() {
+            // Start over at the front of the allocation: keeps the buffer's hot part in cache.
+            // (reserve reclaims the whole region when the buffer is empty and unshared.)
+            slot.recv.reserve(n);
         }
         drop(inner);
         if was_full {
@@ -270,8 +266,7 @@ impl Drop for StreamReader {
         let mut inner = shared.lock();
         if let Some(slot) = inner.streams.get_mut(&self.id) {
             slot.reader_alive = false;
-            slot.recv.clear();
-            slot.recv_len = 0;
+            slot.recv = bytes::BytesMut::new();
         }
         shared.maybe_remove(&mut inner, self.id);
         drop(inner);
