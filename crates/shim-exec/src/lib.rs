@@ -1,4 +1,48 @@
 //! shim-exec: a containerd shim v2 (task API over ttrpc) that runs runc containers and execs
 //! into them the way containerd-shim-runc-v2 and go-runc do.
+//!
+//! * [`bundle`]: busybox rootfs and OCI `config.json` for tests and the lab.
+//! * [`shim_binary`] + [`cli`]: the `start`/`delete`/serve binary contract.
+//! * [`service`]: the task API; [`process_spec_file`], [`runc`], [`console`], [`stdio`],
+//!   [`reaper`]: the pieces of the go-runc exec path.
+//! * [`error`]: ttrpc codes; runtime failures are code Unknown and the *client* (cri-streaming,
+//!   playing containerd) appends `: unknown`.
 
 pub mod bundle;
+pub mod cli;
+pub mod config;
+pub mod console;
+pub mod error;
+pub mod go_error;
+pub mod process;
+pub mod process_spec_file;
+pub mod reaper;
+pub mod runc;
+pub mod server;
+pub mod service;
+pub mod shim_binary;
+pub mod stdio;
+pub mod traceparent;
+
+use cli::{Action, ShimArgs};
+use config::ShimConfig;
+
+/// What a `shim-exec` invocation printed or did.
+pub enum Outcome {
+    /// `start`: the address to print.
+    Address(String),
+    /// `delete`: protobuf bytes to write to stdout.
+    DeleteResponse(Vec<u8>),
+    /// The daemon has shut down.
+    Served,
+}
+
+/// Runs one `shim-exec` invocation.
+pub fn run(args: &ShimArgs) -> Result<Outcome, shim_binary::ShimBinaryError> {
+    let config = ShimConfig::from_env(&args.namespace);
+    match args.action {
+        Action::Start => shim_binary::start(args, &config).map(Outcome::Address),
+        Action::Delete => shim_binary::delete(args, &config).map(Outcome::DeleteResponse),
+        Action::Serve => shim_binary::serve(args, config).map(|()| Outcome::Served),
+    }
+}

@@ -1,0 +1,311 @@
+//! A process's stdio: the FIFO paths the caller gives (empty = none) turned into what runc
+//! passes to the process, plus the copy tasks the shim must run.
+//!
+//! Without a terminal the stdout/stderr FIFOs are handed to runc as-is (runc passes its stdio
+//! through to the process with `--detach`), so the process writes straight into them and the
+//! shim copies nothing. stdin goes through a pipe and one copy task instead, so CloseIO can end
+//! the process's input even while the caller still holds the FIFO. (containerd's shim copies all
+//! three through pipes: `cmd/containerd-shim-runc-v2/process/io.go`.)
+//!
+//! With a terminal the shim owns the pty master and copies master -> stdout FIFO and stdin FIFO
+//! -> master.
+//!
+//! FIFO rules: an output FIFO needs a reader; the shim waits up to [`READER_WAIT`] for one. An
+//! input FIFO is opened non-blocking and read only after epoll reports it readable: Linux
+//! suppresses the hang-up of a FIFO opened with no writer until a writer has come, so a caller
+//! that connects late is not mistaken for an empty stdin (fs/pipe.c `fifo_open`/`pipe_poll`).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::pipe;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// How long an output FIFO may stay without a reader before the exec fails.
+pub const READER_WAIT: Duration = Duration::from_secs(10);
+const COPY_BUF: usize = 32 * 1024;
+
+/// The FIFO paths of one process, as given in Create/Exec.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StdioPaths {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
+/// What runc gets as its stdin/stdout/stderr.
+pub struct RuncStdio {
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+}
+
+/// The shim's side of a process's io: copy tasks and the CloseIO handle.
+#[derive(Default)]
+pub struct ProcessIo {
+    stdin_task: Option<JoinHandle<()>>,
+    output_task: Option<JoinHandle<()>>,
+    close_stdin: Option<Arc<Notify>>,
+}
+
+impl ProcessIo {
+    /// CloseIO: the process sees end of input once pending input is flushed.
+    pub fn close_stdin(&self) {
+        if let Some(n) = &self.close_stdin {
+            n.notify_one();
+        }
+    }
+
+    /// The process is gone: stop feeding it input (output copying drains on its own).
+    pub fn process_exited(&mut self) {
+        if let Some(t) = self.stdin_task.take() {
+            t.abort();
+        }
+    }
+
+    /// The process is deleted: stop everything.
+    pub fn abort(&mut self) {
+        self.process_exited();
+        if let Some(t) = self.output_task.take() {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for ProcessIo {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// Opens an output FIFO for writing, waiting (bounded) for a reader; the fd is blocking.
+pub async fn open_fifo_writer(path: &Path) -> io::Result<OwnedFd> {
+    let deadline = Instant::now() + READER_WAIT;
+    loop {
+        match OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(f) => {
+                let fd = OwnedFd::from(f);
+                set_nonblocking(fd.as_raw_fd(), false)?;
+                return Ok(fd);
+            }
+            // ENXIO: no reader yet.
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn open_fifo_reader(path: &Path) -> io::Result<AsyncFd<OwnedFd>> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    register(OwnedFd::from(f))
+}
+
+/// Registers an owned descriptor with the reactor.
+pub fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: an OwnedFd stays open and refers to the same file until the AsyncFd drops it.
+    Ok(unsafe { AsyncFd::register(fd) }?)
+}
+
+pub fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor the caller keeps open.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+async fn read_ready(fd: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        let mut guard = fd.readable().await?;
+        match guard.try_io(|inner| raw_read(inner.as_raw_fd(), buf)) {
+            Ok(r) => return r,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+async fn write_all_ready(fd: &AsyncFd<OwnedFd>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let mut guard = fd.writable().await?;
+        match guard.try_io(|inner| raw_write(inner.as_raw_fd(), buf)) {
+            Ok(Ok(n)) => buf = &buf[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => continue,
+        }
+    }
+    Ok(())
+}
+
+fn raw_read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for buf.len() bytes.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+fn raw_write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for buf.len() bytes.
+    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+fn devnull_write() -> io::Result<Stdio> {
+    Ok(Stdio::from(
+        OpenOptions::new().write(true).open("/dev/null")?,
+    ))
+}
+
+/// Sets up a process without a terminal: stdout/stderr FIFOs straight to runc, stdin through a
+/// pipe fed by a copy task. Must run inside the runtime.
+pub async fn pipe_io(paths: &StdioPaths) -> io::Result<(RuncStdio, ProcessIo)> {
+    let mut io_state = ProcessIo::default();
+    let stdin = if paths.stdin.is_empty() {
+        Stdio::null()
+    } else {
+        let fifo = open_fifo_reader(Path::new(&paths.stdin))?;
+        let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let sender = pipe::Sender::from_owned_fd(write_end)?;
+        let close = Arc::new(Notify::new());
+        io_state.close_stdin = Some(close.clone());
+        io_state.stdin_task = Some(tokio::spawn(copy_stdin_to_pipe(fifo, sender, close)));
+        Stdio::from(read_end)
+    };
+    let stdout = match paths.stdout.as_str() {
+        "" => devnull_write()?,
+        p => Stdio::from(open_fifo_writer(Path::new(p)).await?),
+    };
+    let stderr = match paths.stderr.as_str() {
+        "" => devnull_write()?,
+        p => Stdio::from(open_fifo_writer(Path::new(p)).await?),
+    };
+    Ok((
+        RuncStdio {
+            stdin,
+            stdout,
+            stderr,
+        },
+        io_state,
+    ))
+}
+
+async fn copy_stdin_to_pipe(fifo: AsyncFd<OwnedFd>, mut pipe: pipe::Sender, close: Arc<Notify>) {
+    let mut buf = vec![0u8; COPY_BUF];
+    loop {
+        tokio::select! {
+            r = read_ready(&fifo, &mut buf) => match r {
+                Ok(0) => break,
+                Ok(n) => {
+                    if pipe.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "stdin fifo read");
+                    break;
+                }
+            },
+            _ = close.notified() => break,
+        }
+    }
+    // Dropping the pipe's write end is the process's end of input.
+}
+
+/// Starts the copy tasks between a pty master and the FIFOs of a terminal process.
+pub async fn console_io(
+    master: Arc<AsyncFd<OwnedFd>>,
+    paths: &StdioPaths,
+) -> io::Result<ProcessIo> {
+    let mut io_state = ProcessIo::default();
+    let stdout = match paths.stdout.as_str() {
+        "" => None,
+        p => Some(File::from(open_fifo_writer(Path::new(p)).await?)),
+    };
+    io_state.output_task = Some(tokio::spawn(copy_master_to_stdout(master.clone(), stdout)));
+    if !paths.stdin.is_empty() {
+        let fifo = open_fifo_reader(Path::new(&paths.stdin))?;
+        let close = Arc::new(Notify::new());
+        io_state.close_stdin = Some(close.clone());
+        io_state.stdin_task = Some(tokio::spawn(copy_stdin_to_master(fifo, master, close)));
+    }
+    Ok(io_state)
+}
+
+async fn copy_master_to_stdout(master: Arc<AsyncFd<OwnedFd>>, stdout: Option<File>) {
+    let mut out = match stdout.map(pipe::Sender::from_file).transpose() {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "stdout fifo");
+            None
+        }
+    };
+    let mut buf = vec![0u8; COPY_BUF];
+    loop {
+        match read_ready(&master, &mut buf).await {
+            // EIO: every slave end is closed, the terminal's process is gone.
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if let Some(o) = out.as_mut() {
+                    if o.write_all(&buf[..n]).await.is_err() {
+                        // Reader gone: keep draining so the process never blocks on the pty.
+                        out = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn copy_stdin_to_master(
+    fifo: AsyncFd<OwnedFd>,
+    master: Arc<AsyncFd<OwnedFd>>,
+    close: Arc<Notify>,
+) {
+    let mut buf = vec![0u8; COPY_BUF];
+    loop {
+        tokio::select! {
+            r = read_ready(&fifo, &mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if write_all_ready(&master, &buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            },
+            _ = close.notified() => break,
+        }
+    }
+}
