@@ -1,1 +1,78 @@
-fn main() {}
+//! `cri-streaming`: the CRI runtime and streaming server of execlab (containerd's role).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use cri_streaming::{parse_unix_endpoint, Config, ImageFlag};
+use hop_kit::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cri-streaming",
+    version,
+    about = "CRI runtime + streaming server driving shim-exec"
+)]
+struct Args {
+    /// CRI gRPC endpoint, `unix:///path/cri.sock`.
+    #[arg(long, env = "EXECLAB_LISTEN")]
+    listen: String,
+    /// Streaming server address (port 0 = OS-chosen).
+    #[arg(long, env = "EXECLAB_STREAM_ADDR", default_value = "127.0.0.1:0")]
+    stream_addr: SocketAddr,
+    /// Where the streaming server's actual address is written once it listens.
+    #[arg(long, env = "EXECLAB_ADDR_FILE")]
+    addr_file: Option<PathBuf>,
+    /// Bundles and FIFOs.
+    #[arg(long, env = "EXECLAB_STATE_DIR")]
+    state_dir: PathBuf,
+    /// `NAME=ROOTFS_DIR`, repeatable (`busybox`, `busybox:latest`, ... all match `busybox`).
+    #[arg(long = "image", env = "EXECLAB_IMAGE", value_delimiter = ',')]
+    images: Vec<ImageFlag>,
+    /// Image of the sandbox (pause) container.
+    #[arg(long, env = "EXECLAB_PAUSE_IMAGE", default_value = "busybox")]
+    pause_image: String,
+    /// The shim v2 binary (shim-exec).
+    #[arg(long, env = "EXECLAB_SHIM_BINARY")]
+    shim_binary: PathBuf,
+    /// Where shims put their ttrpc sockets (EXECLAB_SHIM_SOCKET_DIR of the shim).
+    #[arg(long, env = "EXECLAB_SHIM_SOCKET_DIR")]
+    shim_socket_dir: PathBuf,
+    /// XDG_RUNTIME_DIR of the shims (runc-process files).
+    #[arg(long, env = "EXECLAB_SHIM_RUNTIME_DIR")]
+    shim_runtime_dir: PathBuf,
+    /// runc --root of the shims.
+    #[arg(long, env = "EXECLAB_RUNC_ROOT")]
+    runc_root: PathBuf,
+    /// Idle timeout of a streaming connection.
+    #[arg(long, env = "EXECLAB_STREAM_IDLE_TIMEOUT", default_value = "4h", value_parser = humantime::parse_duration)]
+    stream_idle_timeout: Duration,
+    /// How long an exec/attach URL stays valid.
+    #[arg(long, env = "EXECLAB_STREAM_TOKEN_TTL", default_value = "1m", value_parser = humantime::parse_duration)]
+    stream_token_ttl: Duration,
+    /// `text` (stderr) or `json`.
+    #[arg(long, env = "EXECLAB_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    hop_kit::logging::init(args.log_format).context("logging")?;
+    let listen = parse_unix_endpoint(&args.listen).map_err(anyhow::Error::msg)?;
+    let mut config = Config::new(listen, args.state_dir, args.shim_binary);
+    config.stream_addr = args.stream_addr;
+    config.addr_file = args.addr_file;
+    config.images = args.images;
+    config.pause_image = args.pause_image;
+    config.shim_socket_dir = args.shim_socket_dir;
+    config.shim_runtime_dir = args.shim_runtime_dir;
+    config.runc_root = args.runc_root;
+    config.stream_idle_timeout = args.stream_idle_timeout;
+    config.token_ttl = args.stream_token_ttl;
+    cri_streaming::run_until_signal(config)
+        .await
+        .context("cri-streaming")
+}

@@ -1,0 +1,424 @@
+//! One shim per pod sandbox: starting it through the shim v2 binary contract, the ttrpc task
+//! client, and the `delete` cleanup call.
+//!
+//! Checked against containerd `core/runtime/v2/shim.go` / `binary.go` (`<shim> -namespace NS
+//! -address ADDR -publish-binary BIN -id ID start`, cwd = bundle, the ttrpc address printed on
+//! stdout; `delete` after the shim is gone) and the task API in containerd `api/runtime/task/v2/
+//! shim.proto` (as compiled by containerd-shim-protos).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use containerd_shim_protos::api::{
+    CloseIORequest, CreateTaskRequest, DeleteRequest, ExecProcessRequest, KillRequest,
+    ResizePtyRequest, ShutdownRequest, StartRequest, WaitRequest,
+};
+use containerd_shim_protos::shim_async::TaskClient;
+use hop_kit::TraceParent;
+use protobuf::well_known_types::any::Any;
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+use crate::errdefs::{client_error_text, ErrorClass};
+
+/// containerd's namespace for CRI-managed containers.
+pub const CRI_NAMESPACE: &str = "k8s.io";
+/// How long `start` / `delete` of the shim binary may take.
+const BINARY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline of task calls that do not wait for a process (Wait has none).
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The type URL containerd gives an OCI `Process` packed into an `Any` (typeurl registration of
+/// runtime-spec's `specs.Process`).
+pub const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+
+/// A failed shim operation, worded as containerd's client reports it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ShimError {
+    /// The shim binary could not be run, or `start` failed.
+    #[error("failed to start shim: {0}")]
+    Launch(String),
+    /// The shim answered with an error status.
+    #[error("{}", client_error_text(*class, message))]
+    Rpc { class: ErrorClass, message: String },
+    /// The connection to the shim failed or closed (e.g. the shim died).
+    #[error("{}", client_error_text(ErrorClass::Unknown, message))]
+    Transport { message: String },
+}
+
+impl ShimError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Rpc { class, .. } => *class,
+            Self::Launch(_) | Self::Transport { .. } => ErrorClass::Unknown,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.class() == ErrorClass::NotFound
+    }
+
+    /// The shim is gone (connection closed), as opposed to an answered error.
+    pub fn is_transport(&self) -> bool {
+        matches!(self, Self::Transport { .. })
+    }
+}
+
+impl From<ttrpc::Error> for ShimError {
+    fn from(e: ttrpc::Error) -> Self {
+        match e {
+            ttrpc::Error::RpcStatus(status) => Self::Rpc {
+                class: ErrorClass::from_grpc_code(status.code.value()),
+                message: status.message,
+            },
+            // containerd's ttrpc client reports a dropped connection as `ttrpc: closed`.
+            ttrpc::Error::Socket(_)
+            | ttrpc::Error::RemoteClosed
+            | ttrpc::Error::LocalClosed
+            | ttrpc::Error::Eof => Self::Transport {
+                message: "ttrpc: closed".to_string(),
+            },
+            other => Self::Transport {
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// How shims are started: the binary and what it is told about its environment.
+#[derive(Debug, Clone)]
+pub struct ShimLauncher {
+    pub binary: PathBuf,
+    pub namespace: String,
+    /// The `-address` argument (containerd's own socket; here the CRI socket path).
+    pub address: String,
+    /// The `-publish-binary` argument (containerd's binary; here our own executable).
+    pub publish_binary: PathBuf,
+    /// `EXECLAB_SHIM_SOCKET_DIR`.
+    pub socket_dir: PathBuf,
+    /// `XDG_RUNTIME_DIR`: where the shim's runc-process files go.
+    pub runtime_dir: PathBuf,
+    /// `EXECLAB_RUNC_ROOT`.
+    pub runc_root: PathBuf,
+}
+
+impl ShimLauncher {
+    fn command(&self, id: &str, bundle: &Path, action: &str) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("-namespace")
+            .arg(&self.namespace)
+            .arg("-address")
+            .arg(&self.address)
+            .arg("-publish-binary")
+            .arg(&self.publish_binary)
+            .arg("-id")
+            .arg(id);
+        if action == "delete" {
+            cmd.arg("-bundle").arg(bundle);
+        }
+        cmd.arg(action)
+            .current_dir(bundle)
+            .env("XDG_RUNTIME_DIR", &self.runtime_dir)
+            .env("EXECLAB_SHIM_SOCKET_DIR", &self.socket_dir)
+            .env("EXECLAB_RUNC_ROOT", &self.runc_root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs `<shim> ... -id ID start` in `bundle` and connects to the address it prints.
+    pub async fn start(&self, id: &str, bundle: &Path) -> Result<Shim, ShimError> {
+        let output = run_binary(self.command(id, bundle, "start")).await?;
+        let address = output
+            .stdout
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .ok_or_else(|| ShimError::Launch(format!("no address printed: {}", output.stderr)))?
+            .to_string();
+        if !address.starts_with("unix://") {
+            return Err(ShimError::Launch(format!("unexpected address {address:?}")));
+        }
+        let client = ttrpc::asynchronous::Client::connect(&address)
+            .await
+            .map_err(|e| ShimError::Launch(format!("connect {address}: {e}")))?;
+        tracing::debug!(%id, %address, "shim started");
+        Ok(Shim {
+            tasks: TaskClient::new(client),
+            address,
+            id: id.to_string(),
+        })
+    }
+
+    /// Runs `<shim> ... -id ID -bundle DIR delete` (cleanup after the shim is gone).
+    pub async fn delete(&self, id: &str, bundle: &Path) -> Result<(), ShimError> {
+        run_binary(self.command(id, bundle, "delete"))
+            .await
+            .map(drop)
+    }
+}
+
+struct BinaryOutput {
+    stdout: String,
+    stderr: String,
+}
+
+async fn run_binary(mut cmd: Command) -> Result<BinaryOutput, ShimError> {
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| ShimError::Launch(format!("run {:?}: {e}", cmd.as_std().get_program())))?;
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let run = async {
+        // Read stdout only up to the binary's exit: a daemonized shim might keep an inherited
+        // descriptor open, and waiting for EOF would then hang.
+        let mut out = Vec::new();
+        let status = match stdout.as_mut() {
+            Some(pipe) => {
+                let (status, _) = tokio::join!(child.wait(), pipe.read_to_end(&mut out));
+                status
+            }
+            None => child.wait().await,
+        };
+        (status, out)
+    };
+    let (status, out) = tokio::time::timeout(BINARY_TIMEOUT, run)
+        .await
+        .map_err(|_| ShimError::Launch("shim binary timed out".to_string()))?;
+    let status = status.map_err(|e| ShimError::Launch(e.to_string()))?;
+    let mut err = Vec::new();
+    if let Some(pipe) = stderr.as_mut() {
+        let _ = tokio::time::timeout(Duration::from_millis(200), pipe.read_to_end(&mut err)).await;
+    }
+    let stderr = String::from_utf8_lossy(&err).trim().to_string();
+    if !status.success() {
+        return Err(ShimError::Launch(format!("{status}: {stderr}")));
+    }
+    Ok(BinaryOutput {
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr,
+    })
+}
+
+/// The task API of one running shim.
+#[derive(Clone)]
+pub struct Shim {
+    tasks: TaskClient,
+    address: String,
+    id: String,
+}
+
+/// The stdio and terminal settings of a task or exec process.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessIo {
+    pub terminal: bool,
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn context(trace: Option<&TraceParent>, timeout: Option<Duration>) -> ttrpc::context::Context {
+    let mut ctx = match timeout {
+        Some(t) => ttrpc::context::with_duration(t),
+        None => ttrpc::context::with_timeout(0),
+    };
+    if let Some(trace) = trace {
+        ctx.add(hop_kit::TRACEPARENT.to_string(), trace.child().to_string());
+    }
+    ctx
+}
+
+impl Shim {
+    /// `unix://...` address of the shim's ttrpc socket.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The id the shim was started for (the sandbox id).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Create a task from an OCI bundle; returns its pid.
+    pub async fn create(&self, id: &str, bundle: &Path, io: &ProcessIo) -> Result<u32, ShimError> {
+        let req = CreateTaskRequest {
+            id: id.to_string(),
+            bundle: bundle.to_string_lossy().into_owned(),
+            terminal: io.terminal,
+            stdin: io.stdin.clone(),
+            stdout: io.stdout.clone(),
+            stderr: io.stderr.clone(),
+            ..Default::default()
+        };
+        let resp = self
+            .tasks
+            .create(context(None, Some(CALL_TIMEOUT)), &req)
+            .await?;
+        Ok(resp.pid)
+    }
+
+    /// Start a task (`exec_id` empty) or an exec process; returns its pid.
+    pub async fn start(
+        &self,
+        id: &str,
+        exec_id: &str,
+        trace: Option<&TraceParent>,
+    ) -> Result<u32, ShimError> {
+        let req = StartRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        let resp = self
+            .tasks
+            .start(context(trace, Some(CALL_TIMEOUT)), &req)
+            .await?;
+        Ok(resp.pid)
+    }
+
+    /// Add an exec process to task `id`; `spec_json` is an OCI `Process` in JSON.
+    pub async fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        io: &ProcessIo,
+        spec_json: Vec<u8>,
+        trace: Option<&TraceParent>,
+    ) -> Result<(), ShimError> {
+        let spec = Any {
+            type_url: PROCESS_TYPE_URL.to_string(),
+            value: spec_json,
+            ..Default::default()
+        };
+        let req = ExecProcessRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            terminal: io.terminal,
+            stdin: io.stdin.clone(),
+            stdout: io.stdout.clone(),
+            stderr: io.stderr.clone(),
+            spec: Some(spec).into(),
+            ..Default::default()
+        };
+        self.tasks
+            .exec(context(trace, Some(CALL_TIMEOUT)), &req)
+            .await?;
+        Ok(())
+    }
+
+    /// Waits for a task or exec process to exit; returns its exit status.
+    pub async fn wait(
+        &self,
+        id: &str,
+        exec_id: &str,
+        trace: Option<&TraceParent>,
+    ) -> Result<u32, ShimError> {
+        let req = WaitRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        let resp = self.tasks.wait(context(trace, None), &req).await?;
+        Ok(resp.exit_status)
+    }
+
+    pub async fn kill(
+        &self,
+        id: &str,
+        exec_id: &str,
+        signal: u32,
+        trace: Option<&TraceParent>,
+    ) -> Result<(), ShimError> {
+        let req = KillRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            signal,
+            all: exec_id.is_empty(),
+            ..Default::default()
+        };
+        self.tasks
+            .kill(context(trace, Some(CALL_TIMEOUT)), &req)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete(
+        &self,
+        id: &str,
+        exec_id: &str,
+        trace: Option<&TraceParent>,
+    ) -> Result<(), ShimError> {
+        let req = DeleteRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        self.tasks
+            .delete(context(trace, Some(CALL_TIMEOUT)), &req)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn resize_pty(
+        &self,
+        id: &str,
+        exec_id: &str,
+        width: u32,
+        height: u32,
+        trace: Option<&TraceParent>,
+    ) -> Result<(), ShimError> {
+        let req = ResizePtyRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            width,
+            height,
+            ..Default::default()
+        };
+        self.tasks
+            .resize_pty(context(trace, Some(CALL_TIMEOUT)), &req)
+            .await?;
+        Ok(())
+    }
+
+    /// Closes the process's stdin.
+    pub async fn close_stdin(
+        &self,
+        id: &str,
+        exec_id: &str,
+        trace: Option<&TraceParent>,
+    ) -> Result<(), ShimError> {
+        let req = CloseIORequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            stdin: true,
+            ..Default::default()
+        };
+        self.tasks
+            .close_io(context(trace, Some(CALL_TIMEOUT)), &req)
+            .await?;
+        Ok(())
+    }
+
+    /// Asks the shim process to exit (it refuses while tasks remain unless `now`).
+    pub async fn shutdown(&self, now: bool) -> Result<(), ShimError> {
+        let req = ShutdownRequest {
+            id: self.id.clone(),
+            now,
+            ..Default::default()
+        };
+        match self
+            .tasks
+            .shutdown(context(None, Some(CALL_TIMEOUT)), &req)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // The shim exits while answering: a closed connection is success here.
+            Err(e) => match ShimError::from(e) {
+                ShimError::Transport { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+}

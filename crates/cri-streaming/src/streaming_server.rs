@@ -1,0 +1,287 @@
+//! The CRI streaming server: `GET|POST /exec/{token}` and `/attach/{token}` over HTTP/1.1.
+//! A token is consumed first; an unknown, used or expired token, or one of the other kind, gets
+//! Go's `http.NotFound`. Then the upgrade is negotiated (k8s-stream), answered with 101, and the
+//! session runs on the upgraded connection.
+//!
+//! Checked against kubelet `cri/streaming/server.go` (`serveExec`/`serveAttach`: Consume, type
+//! check, NotFound; routes for GET and POST) and Go `net/http` `NotFound` (404,
+//! `text/plain; charset=utf-8`, `X-Content-Type-Options: nosniff`, body `404 page not found\n`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cri_api::runtime::v1::ExecRequest;
+use hop_kit::TraceParent;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use k8s_stream::exec::{ExecOutcome, ServeConfig, ServerStreams};
+use k8s_stream::remotecommand::{negotiate, ExecOptions, ServerProtocols, StreamProtocol};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::attach::run_attach;
+use crate::errdefs::GoStrings;
+use crate::exec::{ExecEnd, ExecStreams};
+use crate::runtime::{Runtime, StreamRequest};
+
+/// Go's `http.NotFound` body.
+pub const NOT_FOUND_BODY: &str = "404 page not found\n";
+
+/// Settings of streaming sessions.
+#[derive(Debug, Clone)]
+pub struct StreamingConfig {
+    pub idle_timeout: Duration,
+}
+
+/// Accepts connections until `shutdown` fires; each connection is served on its own task.
+pub async fn serve(
+    listener: TcpListener,
+    runtime: Arc<Runtime>,
+    config: StreamingConfig,
+    shutdown: CancellationToken,
+) {
+    let config = Arc::new(config);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a streaming connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let (runtime, config, shutdown) = (runtime.clone(), config.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let (runtime, config, shutdown) =
+                    (runtime.clone(), config.clone(), shutdown.clone());
+                async move { Ok::<_, Infallible>(handle(req, peer, runtime, config, shutdown)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "streaming connection");
+            }
+        });
+    }
+}
+
+/// Go's `http.NotFound`.
+pub fn not_found() -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(NOT_FOUND_BODY.as_bytes())));
+    *resp.status_mut() = StatusCode::NOT_FOUND;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+/// `/exec/{token}` → (`exec`, token); anything else → `None`.
+pub fn parse_route(path: &str) -> Option<(&str, &str)> {
+    let (kind, token) = path.strip_prefix('/')?.split_once('/')?;
+    if token.is_empty() || token.contains('/') || !matches!(kind, "exec" | "attach") {
+        return None;
+    }
+    Some((kind, token))
+}
+
+fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    runtime: Arc<Runtime>,
+    config: Arc<StreamingConfig>,
+    shutdown: CancellationToken,
+) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::POST {
+        return not_found();
+    }
+    let Some((kind, token)) = parse_route(req.uri().path()) else {
+        return not_found();
+    };
+    // Consumed before anything else: a token is gone even if the request fails later.
+    let parked = match (kind, runtime.tokens.consume(token)) {
+        ("exec", Some(r @ StreamRequest::Exec { .. })) => r,
+        ("attach", Some(r @ StreamRequest::Attach { .. })) => r,
+        _ => return not_found(),
+    };
+    let parked_trace = match &parked {
+        StreamRequest::Exec { trace, .. } | StreamRequest::Attach { trace, .. } => *trace,
+    };
+    let trace = req
+        .headers()
+        .get(hop_kit::TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<TraceParent>().ok())
+        .or(parked_trace)
+        .unwrap_or_else(TraceParent::new_root);
+    let span = hop_kit::exec_session_span(&trace);
+    let _entered = span.enter();
+
+    let upgrade = match negotiate(req.headers(), &ServerProtocols::streaming_server()) {
+        Ok(u) => u,
+        Err(rejection) => {
+            tracing::info!(%peer, error = %rejection.message, "upgrade refused");
+            let mut resp = Response::new(Full::new(Bytes::from(rejection.body.clone())));
+            *resp.status_mut() = rejection.status;
+            *resp.headers_mut() = rejection.headers.clone();
+            return resp;
+        }
+    };
+    tracing::info!(%peer, protocol = ?upgrade.protocol, kind, "stream upgrade");
+    let protocol = upgrade.protocol;
+    let session = async move {
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(u) => TokioIo::new(u),
+            Err(e) => {
+                tracing::warn!(error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let serve_config = ServeConfig {
+            idle_timeout: Some(config.idle_timeout),
+            ..ServeConfig::default()
+        };
+        let session = match parked {
+            StreamRequest::Exec { request, .. } => {
+                run_exec(&runtime, request, upgraded, protocol, &serve_config, &trace).boxed()
+            }
+            StreamRequest::Attach { request, .. } => {
+                run_attach(&runtime, request, upgraded, protocol, &serve_config).boxed()
+            }
+        };
+        tokio::select! {
+            () = session => {}
+            () = shutdown.cancelled() => tracing::info!("streaming session ended by shutdown"),
+        }
+    };
+    tokio::spawn(session.instrument(span.clone()));
+
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *resp.headers_mut() = upgrade.headers;
+    resp
+}
+
+use futures_util::FutureExt;
+
+fn exec_options(req: &ExecRequest) -> ExecOptions {
+    ExecOptions {
+        command: req.cmd.clone(),
+        stdin: req.stdin,
+        stdout: req.stdout,
+        stderr: req.stderr,
+        tty: req.tty,
+    }
+}
+
+/// One exec session: streams from the client, the process through the shim, the outcome on the
+/// error stream.
+async fn run_exec<T>(
+    runtime: &Runtime,
+    request: ExecRequest,
+    io: T,
+    protocol: StreamProtocol,
+    config: &ServeConfig,
+    trace: &TraceParent,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let streams = match k8s_stream::exec::serve(io, protocol, &exec_options(&request), config).await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "exec streams not set up");
+            return;
+        }
+    };
+    let ServerStreams {
+        stdin,
+        stdout,
+        stderr,
+        resize,
+        status,
+        ..
+    } = streams;
+    let exec_streams = ExecStreams {
+        stdin,
+        stdout,
+        stderr,
+        resize,
+    };
+    let started = std::time::Instant::now();
+    let result = runtime
+        .exec_in_container(
+            &request.container_id,
+            &request.cmd,
+            request.tty,
+            exec_streams,
+            None,
+            Some(trace),
+        )
+        .await;
+    let outcome = match result {
+        Ok(ExecEnd::Exited(0)) => ExecOutcome::Success,
+        Ok(ExecEnd::Exited(code)) => ExecOutcome::Exited {
+            code: i32::try_from(code).unwrap_or(i32::MAX),
+            message: format!(
+                "error executing command {}, exit code {code}",
+                GoStrings(&request.cmd)
+            ),
+        },
+        Ok(ExecEnd::ClientGone) => {
+            tracing::info!(elapsed = ?started.elapsed(), "exec ended: client disconnected");
+            // Nobody is left to read a status; close what remains.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                status.finish(ExecOutcome::Failed("client disconnected".into())),
+            )
+            .await;
+            return;
+        }
+        Err(e) => ExecOutcome::Failed(e.context("failed to exec in container").message),
+    };
+    tracing::info!(elapsed = ?started.elapsed(), ?outcome, "exec ended");
+    if let Err(e) = status.finish(outcome).await {
+        tracing::debug!(error = %e, "writing the exec status");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(parse_route("/exec/Ab3_xY9-"), Some(("exec", "Ab3_xY9-")));
+        assert_eq!(parse_route("/attach/tok"), Some(("attach", "tok")));
+        assert_eq!(parse_route("/exec/"), None);
+        assert_eq!(parse_route("/exec/a/b"), None);
+        assert_eq!(parse_route("/portforward/x"), None);
+        assert_eq!(parse_route("/"), None);
+    }
+
+    #[test]
+    fn not_found_is_go_http_not_found() {
+        let resp = not_found();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_eq!(resp.headers()["content-type"], "text/plain; charset=utf-8");
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(NOT_FOUND_BODY, "404 page not found\n");
+    }
+}
