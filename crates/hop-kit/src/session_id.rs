@@ -215,6 +215,41 @@ mod tests {
             .is_ok());
     }
 
+    #[derive(Clone, Default)]
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("capture").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn log_lines_inside_the_span_carry_the_session() {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        let tp: TraceParent = SAMPLE.parse().expect("valid");
+        tracing::subscriber::with_default(subscriber, || {
+            let _entered = exec_session_span(&tp).entered();
+            tracing::info!("inside");
+        });
+        let text = String::from_utf8(capture.0.lock().expect("capture").clone()).expect("utf8");
+        assert!(
+            text.contains(r#""session":"4bf92f3577b34da6a3ce929d0e0e4736""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""name":"exec_session""#), "{text}");
+    }
+
     #[test]
     fn missing_or_bad_header_starts_a_new_session() {
         let mut headers = HeaderMap::new();

@@ -370,3 +370,31 @@ async fn shutdown_waits_briefly_for_open_streams_then_returns() {
         .expect("addr file");
     assert_eq!(written, addr);
 }
+
+#[tokio::test]
+async fn exited_container_is_recreated_with_the_next_attempt() {
+    let lab = Lab::new();
+    let runtime = serve_runtime(FakeRuntime::default(), &lab.socket);
+    let kubelet = lab.start_kubelet(StreamingMode::Proxy).await;
+    let tls = lab.pki.client(Some(&lab.pki.apiserver));
+    let before = wait_running(&kubelet, tls.clone()).await;
+    runtime.runtime.exit_all_containers();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while runtime.runtime.container_count() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "container never recreated"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = wait_running(&kubelet, tls).await;
+    let status =
+        |list: &serde_json::Value| list["items"][0]["status"]["containerStatuses"][0].clone();
+    assert_ne!(
+        status(&before)["containerID"],
+        status(&after)["containerID"]
+    );
+    assert_eq!(status(&after)["restartCount"], 1);
+    assert_eq!(runtime.runtime.sandbox_count(), 1);
+    kubelet.stop().await;
+}

@@ -79,6 +79,13 @@ impl FakeRuntime {
         self.lock().containers.len()
     }
 
+    /// Marks every container exited (as if its process died).
+    pub fn exit_all_containers(&self) {
+        for c in &mut self.lock().containers {
+            c.state = cri::ContainerState::ContainerExited as i32;
+        }
+    }
+
     pub fn exec_requests(&self) -> Vec<cri::ExecRequest> {
         self.lock().exec_requests.clone()
     }
