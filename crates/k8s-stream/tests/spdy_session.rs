@@ -410,8 +410,9 @@ async fn stalled_reader_bounds_buffered_bytes() {
     assert!(stats.recv_buffered <= 256 * 1024 + 64 * 1024, "{stats:?}");
     // ...and end to end: stream buffer + one frame + read buffer + pipe + send queue (x2 while
     // the writer holds a batch) — far below what we tried to write.
+    println!("stalled stream: {written} bytes accepted, {stats:?}");
     assert!(
-        written <= 4 * 1024 * 1024,
+        written <= 2 * 1024 * 1024,
         "wrote {written} bytes into a stalled stream"
     );
     acceptor.abort();
