@@ -232,10 +232,10 @@ fn down_command(dir: &Path) -> Result<ExitCode, LabError> {
         println!("execlab: no lab record in {}", layout.root().display());
     }
     if let Some(ending) = &report.supervisor {
-        println!("execlab: lab supervisor stopped ({ending:?})");
+        println!("execlab: lab supervisor {ending}");
     }
     for (hop, ending) in &report.hops {
-        println!("execlab: {hop} outlived its supervisor; stopped ({ending:?})");
+        println!("execlab: {hop} outlived its supervisor: {ending}");
     }
     let sweep = &report.sweep;
     for id in &sweep.runc_containers_deleted {

@@ -176,7 +176,7 @@ impl Lab {
             let stage = progress.stage("pod", "waiting for the pod to run");
             match lab.wait_pod_running(&pki, deadline).await {
                 Ok(()) => {
-                    let shims = sweep::shim_pids(lab.layout.root());
+                    let shims = sweep::shim_pids(&lab.layout);
                     let pod = &lab.config.pod;
                     stage.done(&format!(
                         "{}/{} Running; shim-exec pid {shims:?}",
@@ -190,11 +190,13 @@ impl Lab {
             }
         }
 
+        // The record is complete before the kubeconfig appears: whoever sees the kubeconfig
+        // (`up --detach`, `status`) reads a record with the ready time.
         let server = format!("https://{}", lab.apiserver_addr()?);
-        Kubeconfig { server, pki }.write(&lab.layout.kubeconfig())?;
         lab.ready_in = started.elapsed();
         lab.record.ready_ms = Some(lab.ready_in.as_millis() as u64);
         lab.record.write(&lab.layout.lab_record())?;
+        Kubeconfig { server, pki }.write(&lab.layout.kubeconfig())?;
         Ok(lab)
     }
 
@@ -430,7 +432,7 @@ impl Lab {
     }
     /// The lab's shim-exec processes (started by cri-streaming).
     pub fn shim_pids(&self) -> Vec<u32> {
-        sweep::shim_pids(self.layout.root())
+        sweep::shim_pids(&self.layout)
     }
 
     /// `Err(HopExited)` for the first hop that is no longer running.
@@ -550,15 +552,16 @@ pub fn down(dir: &Path, runc: &str) -> Result<DownReport, LabError> {
             };
             report.supervisor = Some(ending);
         }
-        let root = layout.root().display().to_string();
         for hop in Hop::STOP_ORDER {
             if let Some(entry) = record.hop(hop) {
+                // Every hop's command line names its address file.
+                let expect = layout.addr_file(hop).display().to_string();
                 let grace = if hop == Hop::CriStreaming {
                     GRACE_RUNTIME
                 } else {
                     GRACE_API
                 };
-                let ending = crate::supervise::stop_pid(entry.pid, &root, grace);
+                let ending = crate::supervise::stop_pid(entry.pid, &expect, grace);
                 if ending != Ending::Gone {
                     report.hops.push((hop, ending));
                 }

@@ -31,6 +31,12 @@ impl LabLayout {
                 .join(dir)
         };
         let root = normalize(&root);
+        if root.parent().is_none() {
+            return Err(LabError::BadFile {
+                path: root,
+                message: "the file system root cannot be a lab dir".into(),
+            });
+        }
         let layout = Self { root };
         let socket = layout.cri_socket();
         if socket.as_os_str().len() > UNIX_SOCKET_PATH_MAX {
@@ -214,6 +220,12 @@ mod tests {
         assert_eq!(layout.runc_root(), Path::new("/tmp/x/state/runc"));
         assert!(layout.contains(Path::new("/tmp/x/run/cri.sock")));
         assert!(!layout.contains(Path::new("/tmp/xy/run")));
+    }
+
+    #[test]
+    fn the_root_dir_is_refused() {
+        assert!(LabLayout::new(Path::new("/")).is_err());
+        assert!(LabLayout::new(Path::new("/tmp/..")).is_err());
     }
 
     #[test]

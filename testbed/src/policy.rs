@@ -1,13 +1,14 @@
 //! The API server's authorization policy file (`DIR/policy.json`, apiserver-proxy
 //! `--policy-file`).
 //!
-//! RBAC-like rules: a rule grants `verbs` on `resources` (subresources spelled `pods/exec`, as in
-//! RBAC) or on `nonResourceURLs` to the listed users and groups; `*` matches anything. The lab's
-//! policy follows the upstream default roles (kubernetes
-//! `plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go`): `system:masters` may do
-//! everything, every authenticated user may read the discovery endpoints (`system:discovery`),
-//! and two users exist for the authorization labs: `viewer` (get and list pods) and `jane` (get
-//! pods), neither of whom has `create` on `pods/exec`.
+//! The format is apiserver-proxy's (its `authz` module): a JSON list of allow rules, each
+//! granting `verbs` on `resources` (subresources spelled `pods/exec`, as in RBAC; `*` matches
+//! anything) to the listed `users` and `groups`, optionally only in `namespaces`. Members of
+//! `system:masters` may do everything and every authenticated user may read the discovery
+//! endpoints, as with upstream's default roles (kubernetes
+//! `plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go`), so the file only adds the two
+//! users of the authorization labs: `viewer` (get and list pods) and `jane` (get pods), neither
+//! of whom has `create` on `pods/exec`.
 
 use std::path::Path;
 
@@ -16,28 +17,29 @@ use serde::{Deserialize, Serialize};
 use crate::error::LabError;
 use crate::layout::write_atomically;
 
+/// The policy: allow rules, written as a JSON list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct AuthorizationPolicy {
     pub rules: Vec<PolicyRule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct PolicyRule {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
     pub verbs: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
-    #[serde(
-        default,
-        rename = "nonResourceURLs",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub non_resource_urls: Vec<String>,
+    /// Omitted: every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<String>>,
 }
+
+/// The superuser group: always allowed, whatever the rules say.
+pub const MASTERS_GROUP: &str = "system:masters";
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
@@ -48,30 +50,6 @@ impl AuthorizationPolicy {
     pub fn lab_default() -> Self {
         Self {
             rules: vec![
-                PolicyRule {
-                    groups: strings(&["system:masters"]),
-                    verbs: strings(&["*"]),
-                    resources: strings(&["*"]),
-                    non_resource_urls: strings(&["*"]),
-                    ..PolicyRule::default()
-                },
-                PolicyRule {
-                    groups: strings(&["system:authenticated"]),
-                    verbs: strings(&["get"]),
-                    non_resource_urls: strings(&[
-                        "/api",
-                        "/api/*",
-                        "/apis",
-                        "/apis/*",
-                        "/version",
-                        "/version/",
-                        "/healthz",
-                        "/livez",
-                        "/readyz",
-                        "/openapi/*",
-                    ]),
-                    ..PolicyRule::default()
-                },
                 PolicyRule {
                     users: strings(&["viewer"]),
                     verbs: strings(&["get", "list"]),
@@ -96,13 +74,16 @@ impl AuthorizationPolicy {
         write_atomically(path, &json, 0o644)
     }
 
-    /// Whether the policy lets `user` (in `groups`) do `verb` on `resource`. The lab's own
-    /// reading of the file, used by tests to pin down what each lab user may do.
+    /// Whether the policy lets `user` (in `groups`) do `verb` on `resource`: the lab's own
+    /// reading of the file, so tests can pin down what each lab user may do.
     pub fn allows(&self, user: &str, groups: &[&str], verb: &str, resource: &str) -> bool {
+        if groups.contains(&MASTERS_GROUP) {
+            return true;
+        }
         let matches = |list: &[String], value: &str| list.iter().any(|v| v == "*" || v == value);
         self.rules.iter().any(|rule| {
-            let subject = rule.users.iter().any(|u| u == user)
-                || groups.iter().any(|g| rule.groups.iter().any(|rg| rg == g));
+            let subject =
+                matches(&rule.users, user) || groups.iter().any(|g| matches(&rule.groups, g));
             subject && matches(&rule.verbs, verb) && matches(&rule.resources, resource)
         })
     }
@@ -125,12 +106,12 @@ mod tests {
     }
 
     #[test]
-    fn the_file_round_trips_with_rbac_spelling() {
+    fn the_file_is_a_json_list_of_rules() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("policy.json");
         AuthorizationPolicy::lab_default().write(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("\"nonResourceURLs\""));
+        assert!(text.trim_start().starts_with('['), "{text}");
         let back: AuthorizationPolicy = serde_json::from_str(&text).unwrap();
         assert_eq!(back, AuthorizationPolicy::lab_default());
     }

@@ -17,7 +17,7 @@ pub struct HopStatus {
     pub hop: Hop,
     pub pids: Vec<u32>,
     pub address: String,
-    /// `Ok(detail)` when healthy, `Err(why)` when not.
+    /// `Ok(detail)` when healthy (the detail may be empty), `Err(why)` when not.
     pub health: Result<String, String>,
 }
 
@@ -58,12 +58,12 @@ pub async fn lab_status(layout: &LabLayout) -> Result<Option<LabStatus>, LabErro
 
 async fn hop_status(layout: &LabLayout, record: &LabRecord, pki: &PkiPaths, hop: Hop) -> HopStatus {
     if hop == Hop::ShimExec {
-        let pids = sweep::shim_pids(layout.root());
+        let pids = sweep::shim_pids(layout);
         let sockets = shim_sockets(layout);
         let health = if pids.is_empty() {
             Err("no shim running".to_owned())
         } else {
-            Ok(format!("{} running", pids.len()))
+            Ok(String::new())
         };
         return HopStatus {
             hop,
@@ -107,7 +107,7 @@ async fn probe_hop(
     match hop {
         Hop::CriStreaming => probe::cri_version(&layout.cri_socket())
             .await
-            .map(|version| format!("ok ({version})"))
+            .map(|version| format!("({version})"))
             .map_err(|e| e.to_string()),
         Hop::KubeletStream | Hop::ApiserverProxy => {
             let identity = (hop == Hop::ApiserverProxy).then_some(&pki.admin);
@@ -116,7 +116,7 @@ async fn probe_hop(
             client
                 .healthz(target)
                 .await
-                .map(|()| "ok".to_owned())
+                .map(|()| String::new())
                 .map_err(|e| e.to_string())
         }
         Hop::ShimExec => Ok(String::new()),
@@ -171,15 +171,15 @@ impl fmt::Display for LabStatus {
                 Ok(detail) => ("ok", detail.clone()),
                 Err(why) => ("FAIL", why.clone()),
             };
-            writeln!(
-                f,
+            let line = format!(
                 "{:<16} {:<9} {:<7} {}  {}",
                 hop.hop.name(),
                 pids,
                 health,
                 hop.address,
                 detail
-            )?;
+            );
+            writeln!(f, "{}", line.trim_end())?;
         }
         Ok(())
     }

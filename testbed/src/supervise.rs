@@ -48,6 +48,17 @@ pub enum Ending {
     Gone,
 }
 
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ending::AlreadyExited(how) => write!(f, "had already exited ({how})"),
+            Ending::Terminated(how) => write!(f, "stopped ({how})"),
+            Ending::Killed => f.write_str("killed with SIGKILL after the grace period"),
+            Ending::Gone => f.write_str("already gone"),
+        }
+    }
+}
+
 impl HopProcess {
     /// Starts `program args` for `hop` with output into `log` (truncated).
     pub fn spawn(

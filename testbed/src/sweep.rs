@@ -2,9 +2,10 @@
 //! still there — runc containers in the lab's runc root, processes of the lab, mounts under the
 //! lab directory, sockets, FIFOs and temp files — and say what was found.
 //!
-//! A process belongs to the lab when it is one of the chain's programs (or runc, or execlab)
-//! and its command line or environment names the lab directory; the calling process and its
-//! ancestors are never touched.
+//! A process belongs to the lab when it is one of the chain's programs (or runc) and its
+//! command line or environment names one of the lab's own paths (`DIR/run`, `DIR/state`, …, or
+//! `EXECLAB_LAB_DIR=DIR`); the calling process and its ancestors are never touched. Only mounts
+//! under the lab's own directories are unmounted.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,16 +18,16 @@ use nix::unistd::Pid;
 use crate::hop::Hop;
 use crate::layout::LabLayout;
 use crate::procfs::{self, ProcessInfo};
-use crate::supervise::wait_gone;
+use crate::supervise::{wait_gone, LAB_DIR_ENV};
 
-/// Programs that may belong to a lab.
+/// Programs that may belong to a lab. Not `execlab`: other `execlab` processes naming the dir
+/// are `status` or `down` commands, and a live supervisor is stopped through its record.
 const LAB_PROGRAMS: &[&str] = &[
     "apiserver-proxy",
     "kubelet-stream",
     "cri-streaming",
     "shim-exec",
     "runc",
-    "execlab",
 ];
 
 /// What a sweep found and did.
@@ -109,19 +110,40 @@ fn delete_runc_containers(layout: &LabLayout, runc: &str, report: &mut SweepRepo
 }
 
 /// The lab's processes still alive (not counting the caller and its ancestors).
-pub fn lab_processes(dir: &Path) -> Vec<ProcessInfo> {
+pub fn lab_processes(layout: &LabLayout) -> Vec<ProcessInfo> {
     let spared = procfs::self_and_ancestors();
+    let lab_env = format!("{LAB_DIR_ENV}={}", layout.root().display());
     procfs::processes()
         .into_iter()
         .filter(|p| !spared.contains(&p.pid))
         .filter(|p| LAB_PROGRAMS.contains(&p.program()))
-        .filter(|p| procfs::cmdline_mentions(p, dir) || procfs::environ_mentions(p.pid, dir))
+        .filter(|p| {
+            p.cmdline.iter().any(|arg| names_lab(arg, layout))
+                || procfs::environ(p.pid)
+                    .iter()
+                    .any(|var| *var == lab_env || names_lab(var, layout))
+        })
         .collect()
 }
 
-/// Pids of the shim-exec processes of the lab in `dir`.
-pub fn shim_pids(dir: &Path) -> Vec<u32> {
-    lab_processes(dir)
+/// Whether `text` names one of the lab's own paths. The lab root alone does not count: with
+/// `--dir /tmp`, every other lab under /tmp would match it.
+fn names_lab(text: &str, layout: &LabLayout) -> bool {
+    lab_paths(layout)
+        .iter()
+        .any(|path| procfs::mentions_dir(text, path))
+}
+
+/// The lab's own paths: everything it makes under its root.
+fn lab_paths(layout: &LabLayout) -> Vec<PathBuf> {
+    let mut paths = layout.removable();
+    paths.push(layout.logs_dir());
+    paths
+}
+
+/// Pids of the lab's shim-exec processes.
+pub fn shim_pids(layout: &LabLayout) -> Vec<u32> {
+    lab_processes(layout)
         .into_iter()
         .filter(|p| p.program() == Hop::ShimExec.binary())
         .map(|p| p.pid)
@@ -129,7 +151,7 @@ pub fn shim_pids(dir: &Path) -> Vec<u32> {
 }
 
 fn kill_lab_processes(layout: &LabLayout, report: &mut SweepReport) {
-    let found = lab_processes(layout.root());
+    let found = lab_processes(layout);
     for process in &found {
         let _ = kill(Pid::from_raw(process.pid as i32), Signal::SIGTERM);
     }
@@ -150,9 +172,19 @@ fn kill_lab_processes(layout: &LabLayout, report: &mut SweepReport) {
     }
 }
 
+/// Mounts under the lab's own directories (never the root itself, which may be a mount the
+/// user made), in mount order.
+pub fn lab_mounts(layout: &LabLayout) -> Vec<PathBuf> {
+    let paths = lab_paths(layout);
+    procfs::mounts_under(layout.root())
+        .into_iter()
+        .filter(|point| paths.iter().any(|p| point.starts_with(p)))
+        .collect()
+}
+
 fn unmount_all(layout: &LabLayout, report: &mut SweepReport) {
     // Innermost (latest) first.
-    for point in procfs::mounts_under(layout.root()).into_iter().rev() {
+    for point in lab_mounts(layout).into_iter().rev() {
         match umount2(&point, MntFlags::MNT_DETACH) {
             Ok(()) => report.unmounted.push(point),
             Err(e) => report
@@ -175,12 +207,12 @@ fn remove(path: &Path) -> Result<(), String> {
 /// What of the lab is still there: its processes, mounts, runc containers and files in the
 /// socket and runtime dirs. Empty when the lab left nothing behind.
 pub fn leftovers(layout: &LabLayout, runc: &str) -> Vec<String> {
-    let mut found: Vec<String> = lab_processes(layout.root())
+    let mut found: Vec<String> = lab_processes(layout)
         .iter()
         .map(|p| format!("process {} {}", p.pid, p.cmdline.join(" ")))
         .collect();
     found.extend(
-        procfs::mounts_under(layout.root())
+        lab_mounts(layout)
             .iter()
             .map(|m| format!("mount {}", m.display())),
     );
@@ -221,18 +253,32 @@ mod tests {
     }
 
     #[test]
+    fn a_parent_dir_does_not_claim_another_labs_processes() {
+        let parent = LabLayout::new(Path::new("/tmp")).unwrap();
+        let other = LabLayout::new(Path::new("/tmp/other-lab")).unwrap();
+        let arg = other.cri_endpoint();
+        assert!(!names_lab(&arg, &parent));
+        assert!(names_lab(&arg, &other));
+        assert!(!names_lab("/tmp/other-lab", &other));
+    }
+
+    #[test]
     fn a_lab_process_is_found_by_its_command_line_and_killed() {
         let dir = tempfile::tempdir().unwrap();
         let layout = LabLayout::new(dir.path()).unwrap();
         layout.create_dirs().unwrap();
-        // A process named like a hop that names the lab dir: a copy of sleep called `runc`.
+        // A process named like a hop whose environment names a lab path: a copy of sleep
+        // called `runc`.
         let fake = dir.path().join("runc");
         std::fs::copy("/bin/sleep", &fake).unwrap();
-        let arg = format!("{}", 30);
-        let mut child = std::process::Command::new(&fake).arg(&arg).spawn().unwrap();
+        let mut child = std::process::Command::new(&fake)
+            .arg("30")
+            .env("EXECLAB_SHIM_SOCKET_DIR", layout.run_dir())
+            .spawn()
+            .unwrap();
         let pid = child.id();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !lab_processes(layout.root()).iter().any(|p| p.pid == pid) {
+        while !lab_processes(&layout).iter().any(|p| p.pid == pid) {
             assert!(std::time::Instant::now() < deadline, "not found");
             std::thread::sleep(Duration::from_millis(10));
         }

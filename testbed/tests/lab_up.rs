@@ -1,0 +1,254 @@
+//! End to end: a whole lab (apiserver-proxy → kubelet-stream → cri-streaming → shim-exec → runc)
+//! started by the library and by `execlab up`, real kubectl through it, then a stop that must
+//! leave no process, mount, port, runc container, socket or temp file behind.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{assert_no_traces, dump_logs, host_network_state, kubectl_run, run_bounded};
+use execlab::{Hop, Lab, LabConfig};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// `execlab up` must be ready within this (the budget; EXECLAB_READY_BUDGET_MS
+/// overrides it on a slow machine).
+fn ready_budget() -> Duration {
+    let ms = std::env::var("EXECLAB_READY_BUDGET_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    Duration::from_millis(ms)
+}
+
+fn lab_ports(dir: &Path) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for hop in ["apiserver-proxy", "kubelet-stream", "cri-streaming"] {
+        if let Ok(text) = std::fs::read_to_string(dir.join("addr").join(hop)) {
+            if let Some(port) = text.trim().rsplit(':').next().and_then(|p| p.parse().ok()) {
+                ports.push(port);
+            }
+        }
+    }
+    ports
+}
+
+#[test]
+fn kubectl_exec_runs_through_every_hop_and_stop_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lab");
+    let before = host_network_state();
+    let lab = match Lab::start_blocking(LabConfig::new(&dir)) {
+        Ok(lab) => lab,
+        Err(e) => panic!("lab did not start: {e}\n{}", dump_logs(&dir)),
+    };
+    let dir = lab.dir().to_path_buf();
+    let ports = lab_ports(&dir);
+    assert_eq!(ports.len(), 3, "every hop wrote its address file");
+    assert!(lab.kubeconfig().exists());
+    for hop in [Hop::ApiserverProxy, Hop::KubeletStream, Hop::CriStreaming] {
+        assert!(lab.pid(hop).is_some(), "{hop} has a pid");
+    }
+    assert!(!lab.shim_pids().is_empty(), "cri-streaming started a shim");
+
+    let out = kubectl_run(
+        &lab.kubeconfig(),
+        &["exec", "web", "-c", "app", "--", "echo", "hi"],
+    );
+    assert!(
+        out.status.success() && out.stdout == b"hi\n",
+        "kubectl exec: {:?}\nstdout: {}\nstderr: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        dump_logs(&dir)
+    );
+
+    // The policy file works with the real API server: viewer reads pods, may not exec.
+    let pods = kubectl_run(
+        &lab.kubeconfig(),
+        &["--context", "execlab-viewer", "get", "pods", "-o", "name"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&pods.stdout).trim(),
+        "pod/web",
+        "{}",
+        String::from_utf8_lossy(&pods.stderr)
+    );
+    let denied = kubectl_run(
+        &lab.kubeconfig(),
+        &["--context", "execlab-viewer", "exec", "web", "--", "true"],
+    );
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("forbidden"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+
+    if let Err(e) = lab.stop() {
+        panic!("stop: {e}\n{}", dump_logs(&dir));
+    }
+    assert_no_traces(&dir, &ports);
+    assert!(!dir.join("kubeconfig").exists());
+    assert_eq!(host_network_state(), before, "iptables or netns changed");
+}
+
+/// `execlab up` in the foreground: ready under the budget, `status` shows every hop healthy,
+/// Ctrl-C (SIGINT) stops everything and exits 0 with nothing left behind.
+#[test]
+fn execlab_up_then_ctrl_c_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lab");
+    let before = host_network_state();
+    let mut up = Command::new(env!("CARGO_BIN_EXE_execlab"))
+        .arg("up")
+        .arg("--dir")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    let stdout = up.stdout.take().unwrap();
+    let stderr = up.stderr.take().unwrap();
+    let err_tx = lines_tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = err_tx.send(format!("stderr: {line}"));
+        }
+    });
+
+    let kubeconfig = dir.join("kubeconfig");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut output = Vec::new();
+    let ready_line = loop {
+        while let Ok(line) = lines.try_recv() {
+            output.push(line);
+        }
+        if let Some(line) = output.iter().find(|l| l.contains("lab ready in")) {
+            break line.clone();
+        }
+        if let Ok(Some(status)) = up.try_wait() {
+            panic!(
+                "execlab up exited ({status}) before ready:\n{}\n{}",
+                output.join("\n"),
+                dump_logs(&dir)
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = up.kill();
+            panic!(
+                "execlab up not ready in 60 s:\n{}\n{}",
+                output.join("\n"),
+                dump_logs(&dir)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(kubeconfig.exists(), "ready means the kubeconfig exists");
+    let seconds: f64 = ready_line
+        .split("lab ready in ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::MAX);
+    assert!(
+        seconds < ready_budget().as_secs_f64(),
+        "ready in {seconds} s, budget {:?}:\n{}",
+        ready_budget(),
+        output.join("\n")
+    );
+    let ports = lab_ports(&dir);
+
+    let status = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_execlab"))
+            .arg("status")
+            .arg("--dir")
+            .arg(&dir),
+        Duration::from_secs(20),
+    );
+    let status_text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "status: {status_text}");
+    for hop in Hop::CHAIN {
+        assert!(status_text.contains(hop.name()), "{status_text}");
+    }
+
+    kill(Pid::from_raw(up.id() as i32), Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let exit = loop {
+        if let Some(status) = up.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = up.kill();
+            panic!("execlab up did not stop within 40 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    while let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+        output.push(line);
+    }
+    assert!(exit.success(), "exit {exit}:\n{}", output.join("\n"));
+    assert_no_traces(&dir, &ports);
+    assert_eq!(host_network_state(), before, "iptables or netns changed");
+}
+
+/// `up --detach` returns once ready; `status` and `down` work from other processes.
+#[test]
+fn detach_status_and_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lab");
+    let execlab = |args: &[&str]| {
+        run_bounded(
+            Command::new(env!("CARGO_BIN_EXE_execlab"))
+                .args(args)
+                .arg("--dir")
+                .arg(&dir),
+            Duration::from_secs(90),
+        )
+    };
+    let up = execlab(&["up", "--detach"]);
+    assert!(
+        up.status.success(),
+        "up --detach: {}\n{}",
+        String::from_utf8_lossy(&up.stderr),
+        dump_logs(&dir)
+    );
+    assert!(dir.join("kubeconfig").exists());
+    assert!(String::from_utf8_lossy(&up.stdout).contains("execlab down --dir"));
+    let ports = lab_ports(&dir);
+
+    // A second lab in the same dir is refused while the first runs.
+    let again = execlab(&["up", "--detach"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already running"));
+
+    let status = execlab(&["status"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+
+    let down = execlab(&["down"]);
+    assert!(
+        down.status.success(),
+        "down: {}{}",
+        String::from_utf8_lossy(&down.stdout),
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert_no_traces(&dir, &ports);
+    let after = execlab(&["status"]);
+    assert_eq!(after.status.code(), Some(3), "no lab after down");
+}
