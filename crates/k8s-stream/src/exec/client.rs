@@ -200,7 +200,7 @@ where
     let (error_reader, mut error_writer) = error.into_split();
     // We never write on the server's streams: half-close them right away.
     let _ = error_writer.shutdown().await;
-    let outcome = spawn_error_reader(error_reader, version);
+    let outcome = spawn_error_reader(error_reader, version, true);
     let stdin = stdin.map(|s| {
         let (mut server_side, writer) = s.into_split();
         // Read and discard until the server closes its side of stdin.
@@ -265,7 +265,7 @@ where
     let error = readers
         .take(StreamType::Error.channel())
         .ok_or_else(|| ExecError::Other("error channel reader missing".into()))?;
-    let outcome = spawn_error_reader(error, version);
+    let outcome = spawn_error_reader(error, version, false);
     let stdin = opts.stdin.then(|| {
         Box::new(session.writer(StreamType::Stdin.channel(), protocol.supports_close())) as BoxWrite
     });
@@ -292,10 +292,13 @@ where
     })
 }
 
-/// Reads the error stream to EOF and decodes it as `version` says.
+/// Reads the error stream to EOF and decodes it as `version` says. With `reset_is_eof` (SPDY),
+/// a stream reset ends the stream like EOF, as spdystream's reader reports it (this is how a
+/// v1 server's early reset of the error stream loses the exit status).
 fn spawn_error_reader<R>(
     reader: R,
     version: ProtocolVersion,
+    reset_is_eof: bool,
 ) -> oneshot::Receiver<Result<(), RemoteError>>
 where
     R: AsyncRead + Send + Unpin + 'static,
@@ -309,6 +312,9 @@ where
             .await
         {
             Ok(_) => decode_error_stream(version, &message),
+            Err(e) if reset_is_eof && e.kind() == std::io::ErrorKind::ConnectionReset => {
+                decode_error_stream(version, &message)
+            }
             Err(e) => Err(RemoteError::read_failure(version, e)),
         };
         let _ = tx.send(result);

@@ -103,6 +103,8 @@ enum SinkInner {
         /// `None` on v1, whose error stream is already reset.
         error: Option<StreamWriter>,
         stdin_writer: Option<StreamWriter>,
+        /// Our half of the resize stream, kept so that finishing can reset it.
+        resize_writer: Option<StreamWriter>,
         close_timeout: Duration,
     },
     Ws {
@@ -135,6 +137,7 @@ impl StatusSink {
                 version,
                 error,
                 stdin_writer,
+                resize_writer,
                 close_timeout,
             } => {
                 let payload = error_stream_payload(version, &status);
@@ -145,8 +148,10 @@ impl StatusSink {
                     }
                     let _ = w.shutdown().await;
                 }
-                if let Some(mut w) = stdin_writer {
-                    let _ = w.shutdown().await;
+                // Like upstream's connection close: the client's streams are reset, so a client
+                // that still holds stdin or resize open does not keep the connection alive.
+                for w in [stdin_writer, resize_writer].into_iter().flatten() {
+                    w.reset(RstStatus::Cancel);
                 }
                 let _ = session.goaway().await;
                 let _ = tokio::time::timeout(close_timeout, session.closed()).await;
@@ -259,7 +264,13 @@ where
     };
     let stdout = stdout.map(|s| Box::new(s.into_split().1) as BoxWrite);
     let stderr = stderr.map(|s| Box::new(s.into_split().1) as BoxWrite);
-    let resize = resize.map(|s| spawn_resize_decoder(s.into_split().0));
+    let (resize, resize_writer) = match resize {
+        Some(s) => {
+            let (r, w) = s.into_split();
+            (Some(spawn_resize_decoder(r)), Some(w))
+        }
+        None => (None, None),
+    };
     Ok(ServerStreams {
         stdin,
         stdout,
@@ -271,6 +282,7 @@ where
                 version,
                 error,
                 stdin_writer,
+                resize_writer,
                 close_timeout: cfg.close_timeout,
             },
         },
