@@ -1,0 +1,470 @@
+//! A lab for cri-streaming integration tests: a busybox rootfs, the real `cri-streaming` binary
+//! (optionally inside a private mount namespace) driving the real `shim-exec` and runc, a CRI
+//! client over the unix socket, and an exec client over SPDY or WebSocket.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cri_api::runtime::v1::runtime_service_client::RuntimeServiceClient;
+use cri_api::runtime::v1::{
+    ContainerConfig, ContainerMetadata, CreateContainerRequest, ExecRequest, ImageSpec,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption, PodSandboxConfig,
+    PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+};
+use http::Method;
+use hyper_util::rt::TokioIo;
+use k8s_stream::exec::{connect, ClientStreams};
+use k8s_stream::remotecommand::{
+    spdy_request_headers, validate_spdy_response, validate_websocket_response,
+    websocket_request_headers, ExecOptions, ProtocolVersion, RemoteError, StreamProtocol,
+    WsProtocol,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+pub type Cri = RuntimeServiceClient<Channel>;
+
+/// Where cargo put our binaries (`target/debug`).
+fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cri-streaming"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf()
+}
+
+/// The shim-exec binary, built on demand.
+pub fn shim_binary() -> PathBuf {
+    let path = bin_dir().join("shim-exec");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "shim-exec", "--bin", "shim-exec"])
+            .status()
+            .expect("cargo build shim-exec");
+        assert!(status.success(), "building shim-exec failed");
+    }
+    path
+}
+
+#[derive(Default)]
+pub struct LabOptions {
+    pub token_ttl: Option<&'static str>,
+    /// Run inside `unshare -m` with the shim runtime dir on a tmpfs of this size.
+    pub tiny_runtime_tmpfs: Option<&'static str>,
+}
+
+pub struct Lab {
+    pub root: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub socket: PathBuf,
+    pub stream_addr: String,
+}
+
+impl Lab {
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    pub async fn start(opts: LabOptions) -> Lab {
+        let root = tempfile::Builder::new()
+            .prefix("cri-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let p = |rel: &str| root.path().join(rel);
+        shim_exec::bundle::prepare_busybox_rootfs(&p("rootfs"), Path::new("/bin/busybox"))
+            .expect("rootfs");
+        for d in ["run", "xdg", "state", "addr"] {
+            std::fs::create_dir_all(p(d)).expect("mkdir");
+        }
+        let socket = p("run/cri.sock");
+        let addr_file = p("addr/cri-streaming");
+        let mut args: Vec<String> = vec![
+            "--listen".into(),
+            format!("unix://{}", socket.display()),
+            "--state-dir".into(),
+            p("state").display().to_string(),
+            "--image".into(),
+            format!("busybox={}", p("rootfs").display()),
+            "--shim-binary".into(),
+            shim_binary().display().to_string(),
+            "--shim-socket-dir".into(),
+            p("run").display().to_string(),
+            "--shim-runtime-dir".into(),
+            p("xdg").display().to_string(),
+            "--runc-root".into(),
+            p("state/runc").display().to_string(),
+            "--addr-file".into(),
+            addr_file.display().to_string(),
+        ];
+        if let Some(ttl) = opts.token_ttl {
+            args.push("--stream-token-ttl".into());
+            args.push(ttl.into());
+        }
+        let exe = env!("CARGO_BIN_EXE_cri-streaming");
+        let mut cmd = match opts.tiny_runtime_tmpfs {
+            None => {
+                let mut c = Command::new(exe);
+                c.args(&args);
+                c
+            }
+            Some(size) => {
+                // The mount exists only in the namespace cri-streaming (and its shims) live in.
+                let mut script = format!(
+                    "mount -t tmpfs -o size={size} tmpfs {} && exec {exe}",
+                    p("xdg").display()
+                );
+                for a in &args {
+                    script.push_str(&format!(" '{a}'"));
+                }
+                let mut c = Command::new("unshare");
+                c.args(["-m", "--propagation", "private", "sh", "-c", &script]);
+                c
+            }
+        };
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null());
+        let child = cmd.spawn().expect("spawn cri-streaming");
+        let mut lab = Lab {
+            root,
+            child: Some(child),
+            socket,
+            stream_addr: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(addr) = std::fs::read_to_string(&addr_file) {
+                if lab.socket.exists() {
+                    lab.stream_addr = addr.trim().to_string();
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "cri-streaming did not come up");
+            if let Some(status) = lab.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("cri-streaming exited: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        lab
+    }
+
+    pub async fn cri(&self) -> Cri {
+        let socket = self.socket.clone();
+        let channel = Endpoint::try_from("http://[::]:50051")
+            .expect("endpoint")
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let socket = socket.clone();
+                async move {
+                    let stream = tokio::net::UnixStream::connect(socket).await?;
+                    Ok::<_, std::io::Error>(TokioIo::new(stream))
+                }
+            }))
+            .await
+            .expect("connect CRI");
+        RuntimeServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024)
+    }
+
+    /// Runs a pod `web` with container `app` (`sleep`), returns (sandbox id, container id).
+    pub async fn run_pod(&self, cri: &mut Cri, name: &str) -> (String, String) {
+        let sandbox_config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.into(),
+                uid: format!("uid-{name}"),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            log_directory: self.path("logs").display().to_string(),
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: 2, // NODE
+                        pid: 1,     // CONTAINER
+                        ipc: 0,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let sandbox = cri
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(sandbox_config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .expect("RunPodSandbox")
+            .into_inner()
+            .pod_sandbox_id;
+        let labels: HashMap<String, String> = HashMap::from([
+            ("io.kubernetes.pod.name".into(), name.into()),
+            ("io.kubernetes.pod.namespace".into(), "default".into()),
+            ("io.kubernetes.pod.uid".into(), format!("uid-{name}")),
+            ("io.kubernetes.container.name".into(), "app".into()),
+        ]);
+        let container = cri
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: sandbox.clone(),
+                config: Some(ContainerConfig {
+                    metadata: Some(ContainerMetadata {
+                        name: "app".into(),
+                        attempt: 0,
+                    }),
+                    image: Some(ImageSpec {
+                        image: "busybox:latest".into(),
+                        ..Default::default()
+                    }),
+                    command: vec!["sh".into(), "-c".into()],
+                    args: vec!["echo app started; exec sleep 100000".into()],
+                    labels,
+                    log_path: "app/0.log".into(),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(sandbox_config),
+            })
+            .await
+            .expect("CreateContainer")
+            .into_inner()
+            .container_id;
+        cri.start_container(StartContainerRequest {
+            container_id: container.clone(),
+        })
+        .await
+        .expect("StartContainer");
+        (sandbox, container)
+    }
+
+    pub async fn remove_pod(&self, cri: &mut Cri, sandbox: &str) {
+        cri.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox.into(),
+        })
+        .await
+        .expect("RemovePodSandbox");
+    }
+
+    /// Files left in the exec FIFO directory.
+    pub fn exec_dir_entries(&self) -> usize {
+        std::fs::read_dir(self.path("state/exec"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// SIGTERM, wait, and check that everything cri-streaming made is gone.
+    pub async fn stop(mut self) {
+        let mut child = self.child.take().expect("child");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("cri-streaming ignored SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(status.success(), "cri-streaming exit: {status}");
+        assert!(!self.socket.exists(), "CRI socket left behind");
+        for d in ["state/sandboxes", "state/containers", "state/exec"] {
+            assert!(!self.path(d).exists(), "{d} left behind");
+        }
+        let leftovers = processes_mentioning(self.root.path());
+        assert!(leftovers.is_empty(), "processes left: {leftovers:?}");
+        let sockets: Vec<_> = std::fs::read_dir(self.path("run"))
+            .expect("run dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        assert!(sockets.is_empty(), "sockets left: {sockets:?}");
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // A failed test: do not leak the server or its shims.
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            for _ in 0..200 {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for pid in processes_mentioning(self.root.path()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Pids whose command line mentions `needle` (our lab's shims and anything they left).
+pub fn processes_mentioning(needle: &Path) -> Vec<i32> {
+    let needle = needle.to_string_lossy().into_owned();
+    let me = std::process::id() as i32;
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(&needle) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// Pids whose command line contains `marker` (to find exec'd processes).
+pub fn processes_with(marker: &str) -> Vec<i32> {
+    processes_mentioning(Path::new(marker))
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Transport {
+    Spdy,
+    WebSocketV5,
+}
+
+/// Dials a streaming URL with the given transport; returns the client streams.
+pub async fn dial_exec(url: &str, transport: Transport, opts: &ExecOptions) -> ClientStreams {
+    let url = url::Url::parse(url).expect("url");
+    match transport {
+        Transport::Spdy => {
+            let headers = spdy_request_headers(&ProtocolVersion::NEWEST_FIRST);
+            let outcome = hop_kit::dial_upgrade(&url, Method::POST, headers, None)
+                .await
+                .expect("dial");
+            let (response, io) = match outcome {
+                hop_kit::UpgradeOutcome::Switched { response, io } => (response, io),
+                other => panic!("no upgrade: {other:?}"),
+            };
+            let version =
+                validate_spdy_response(response.status, &response.headers, b"").expect("spdy 101");
+            connect(io, StreamProtocol::Spdy(version), opts)
+                .await
+                .expect("spdy connect")
+        }
+        Transport::WebSocketV5 => {
+            let handshake = websocket_request_headers(&[WsProtocol::V5Channel]);
+            let outcome = hop_kit::dial_upgrade(&url, Method::GET, handshake.headers.clone(), None)
+                .await
+                .expect("dial");
+            let (response, io) = match outcome {
+                hop_kit::UpgradeOutcome::Switched { response, io } => (response, io),
+                other => panic!("no upgrade: {other:?}"),
+            };
+            let p =
+                validate_websocket_response(&handshake, response.status, &response.headers, b"")
+                    .expect("ws 101");
+            connect(io, StreamProtocol::WebSocket(p), opts)
+                .await
+                .expect("ws connect")
+        }
+    }
+}
+
+/// A refused dial: (status, content type, body).
+pub async fn dial_refused(url: &str) -> (u16, String, String) {
+    let url = url::Url::parse(url).expect("url");
+    let headers = spdy_request_headers(&ProtocolVersion::NEWEST_FIRST);
+    match hop_kit::dial_upgrade(&url, Method::POST, headers, None)
+        .await
+        .expect("dial")
+    {
+        hop_kit::UpgradeOutcome::Refused { response, body } => (
+            response.status.as_u16(),
+            response
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            String::from_utf8_lossy(&body).into_owned(),
+        ),
+        other => panic!("expected a refusal: {other:?}"),
+    }
+}
+
+/// The output of a finished exec.
+#[derive(Debug)]
+pub struct ExecResult {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub outcome: Result<(), RemoteError>,
+}
+
+/// Reads stdout/stderr to their end and awaits the outcome.
+pub async fn collect(streams: ClientStreams) -> ExecResult {
+    let ClientStreams {
+        stdin,
+        stdout,
+        stderr,
+        outcome,
+        ..
+    } = streams;
+    if let Some(mut stdin) = stdin {
+        let _ = stdin.shutdown().await;
+    }
+    let read_all = |r: Option<k8s_stream::exec::BoxRead>| async move {
+        let mut buf = Vec::new();
+        if let Some(mut r) = r {
+            r.read_to_end(&mut buf).await.expect("read");
+        }
+        buf
+    };
+    let (stdout, stderr) = tokio::join!(read_all(stdout), read_all(stderr));
+    let outcome = tokio::time::timeout(Duration::from_secs(60), outcome)
+        .await
+        .expect("outcome in time");
+    ExecResult {
+        stdout,
+        stderr,
+        outcome,
+    }
+}
+
+pub fn exec_request(container: &str, cmd: &[&str], tty: bool, stdin: bool) -> ExecRequest {
+    ExecRequest {
+        container_id: container.into(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        tty,
+        stdin,
+        stdout: true,
+        stderr: !tty,
+    }
+}
+
+pub fn options_of(req: &ExecRequest) -> ExecOptions {
+    ExecOptions {
+        command: req.cmd.clone(),
+        stdin: req.stdin,
+        stdout: req.stdout,
+        stderr: req.stderr,
+        tty: req.tty,
+    }
+}
+
+/// CRI Exec, then dial the URL.
+pub async fn exec(cri: &mut Cri, req: ExecRequest, transport: Transport) -> ClientStreams {
+    let url = cri.exec(req.clone()).await.expect("Exec").into_inner().url;
+    dial_exec(&url, transport, &options_of(&req)).await
+}
