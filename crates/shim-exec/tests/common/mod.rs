@@ -113,11 +113,21 @@ impl Lab {
 
     /// Starts (or finds) the shim for pod `id`.
     pub async fn start_shim(&self, id: &str, mount_xdg: Option<&str>) -> Shim {
-        let out = self
-            .shim_command(id, "start", mount_xdg)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run shim start");
+        self.start_shim_with(id, mount_xdg, &[]).await
+    }
+
+    /// As [`Lab::start_shim`], with extra environment for the shim (and so for runc).
+    pub async fn start_shim_with(
+        &self,
+        id: &str,
+        mount_xdg: Option<&str>,
+        env: &[(&str, &Path)],
+    ) -> Shim {
+        let mut cmd = self.shim_command(id, "start", mount_xdg);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.stdin(Stdio::null()).output().expect("run shim start");
         assert!(
             out.status.success(),
             "shim start failed: {}",
