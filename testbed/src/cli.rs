@@ -34,8 +34,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Make the PKI, rootfs and manifests, start every hop, wait until all are healthy and the
-    /// pod runs, then write DIR/kubeconfig. Stays in the foreground until Ctrl-C or SIGTERM,
-    /// then stops everything and removes what it made.
+    /// pod runs, then write DIR/kubeconfig. Stays in the foreground until Ctrl-C, SIGTERM or
+    /// SIGHUP, then stops everything, removes what it made and exits 0.
     Up(UpArgs),
     /// Stop the lab in DIR (from any shell) and remove what it made.
     Down(DirArg),
@@ -92,6 +92,8 @@ fn lab_config(args: &UpArgs, progress: ProgressMode) -> LabConfig {
 async fn up_foreground(args: &UpArgs) -> Result<ExitCode, LabError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(LabError::Runtime)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(LabError::Runtime)?;
+    // A closed terminal must not leave the hops running (they have their own process groups).
+    let mut hangup = signal(SignalKind::hangup()).map_err(LabError::Runtime)?;
     let config = lab_config(args, ProgressMode::Stderr);
     eprintln!(
         "execlab: starting a lab in {}",
@@ -103,6 +105,7 @@ async fn up_foreground(args: &UpArgs) -> Result<ExitCode, LabError> {
         lab = Lab::start(config) => lab?,
         _ = interrupt.recv() => return Ok(interrupted_while_starting()),
         _ = terminate.recv() => return Ok(interrupted_while_starting()),
+        _ = hangup.recv() => return Ok(interrupted_while_starting()),
     };
     println!("{}", ready_message(&lab, false));
     let mut reported_exit = false;
@@ -110,6 +113,7 @@ async fn up_foreground(args: &UpArgs) -> Result<ExitCode, LabError> {
         tokio::select! {
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
+            _ = hangup.recv() => break,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 if let Err(e) = lab.check_running() {
                     if !reported_exit {
