@@ -39,7 +39,8 @@ pub enum LabCommand {
     Up(UpArgs),
     /// Stop the lab in DIR (from any shell) and remove what it made.
     Down(DirArg),
-    /// Show each hop of the lab in DIR: pid, address, health. Exit 0 when all are healthy.
+    /// Show each hop of the lab in DIR: pid, address, health. Exit 0 when the lab is ready and
+    /// every hop healthy, 1 when not, 3 when there is no lab in DIR.
     Status(DirArg),
 }
 
@@ -90,10 +91,10 @@ fn lab_config(args: &UpArgs, progress: ProgressMode) -> LabConfig {
 }
 
 async fn up_foreground(args: &UpArgs) -> Result<ExitCode, LabError> {
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(LabError::Runtime)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(LabError::Runtime)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(LabError::Signals)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(LabError::Signals)?;
     // A closed terminal must not leave the hops running (they have their own process groups).
-    let mut hangup = signal(SignalKind::hangup()).map_err(LabError::Runtime)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(LabError::Signals)?;
     let config = lab_config(args, ProgressMode::Stderr);
     eprintln!(
         "execlab: starting a lab in {}",

@@ -65,6 +65,9 @@ pub enum LabError {
     #[error("could not make the tokio runtime for the health checks: {0}")]
     Runtime(std::io::Error),
 
+    #[error("could not install the signal handlers: {0}")]
+    Signals(std::io::Error),
+
     #[error("cleaning up {dir} left things behind: {}", .leftovers.join("; "), dir = .dir.display())]
     Leftovers {
         dir: PathBuf,
