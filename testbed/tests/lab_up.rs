@@ -252,3 +252,65 @@ fn detach_status_and_down() {
     let after = execlab(&["status"]);
     assert_eq!(after.status.code(), Some(3), "no lab after down");
 }
+
+/// `--redirect-container-streaming` reaches the kubelet, and exec works over SPDY too: kubectl
+/// 1.32 forced to SPDY, and kubectl 1.20 when scripts/setup.sh has extracted it.
+#[test]
+fn redirect_mode_serves_websocket_and_spdy_clients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = LabConfig::new(tmp.path().join("lab"));
+    config.redirect_container_streaming = true;
+    let dir = config.dir.clone();
+    let lab = match Lab::start_blocking(config) {
+        Ok(lab) => lab,
+        Err(e) => panic!("lab did not start: {e}\n{}", dump_logs(&dir)),
+    };
+    let dir = lab.dir().to_path_buf();
+    let kubelet_cmd = execlab::procfs::cmdline(lab.pid(Hop::KubeletStream).unwrap()).unwrap();
+    assert!(kubelet_cmd.contains(&"--redirect-container-streaming".to_owned()));
+
+    let kubeconfig = lab.kubeconfig();
+    let mut clients: Vec<(String, Command)> = Vec::new();
+    let mut websocket = Command::new(common::kubectl());
+    websocket.arg("--kubeconfig").arg(&kubeconfig);
+    clients.push(("kubectl (default protocol)".into(), websocket));
+    let mut spdy = Command::new(common::kubectl());
+    spdy.env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig);
+    clients.push(("kubectl forced to SPDY".into(), spdy));
+    if Path::new(execlab::cli::KUBECTL_120).is_file() {
+        let mut old = Command::new(execlab::cli::KUBECTL_120);
+        old.arg("--kubeconfig").arg(&kubeconfig);
+        clients.push(("kubectl 1.20".into(), old));
+    }
+    for (name, mut command) in clients {
+        command.args([
+            "exec",
+            "web",
+            "-c",
+            "app",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ]);
+        let out = run_bounded(&mut command, Duration::from_secs(60));
+        assert_eq!(
+            (
+                out.status.code(),
+                out.stdout.as_slice(),
+                out.stderr.starts_with(b"err\n")
+            ),
+            (Some(3), b"out\n".as_slice(), true),
+            "{name}: stderr {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            dump_logs(&dir)
+        );
+    }
+    let ports = lab_ports(&dir);
+    if let Err(e) = lab.stop() {
+        panic!("stop: {e}\n{}", dump_logs(&dir));
+    }
+    assert_no_traces(&dir, &ports);
+}
