@@ -210,3 +210,25 @@ async fn redirect_mode_is_followed() {
         .all(|s| s.method == "GET" && s.headers.contains_key("traceparent")));
     lab.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_goes_to_the_kubelet_attach_endpoint() {
+    let lab = Lab::start(KubeletMode::Exec).await;
+    let admin = lab.cert_kubeconfig("admin", &lab.admin);
+    for (label, bin, env) in clients() {
+        let run = kubectl(bin, &admin, &["attach", "web"], env, None).await;
+        assert_eq!(
+            (run.code, run.stdout.as_str()),
+            (Some(0), "attached\n"),
+            "{label}: {run:?}"
+        );
+    }
+    let attaches: Vec<_> = lab
+        .kubelet()
+        .stream_requests()
+        .into_iter()
+        .filter(|s| s.path_and_query.starts_with("/attach/default/web/app?"))
+        .collect();
+    assert_eq!(attaches.len(), 3);
+    lab.shutdown().await;
+}

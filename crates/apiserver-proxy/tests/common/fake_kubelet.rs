@@ -168,7 +168,11 @@ fn kubelet_options(query: &str) -> ExecOptions {
 
 /// Negotiates like a streaming server and runs the command interpreter.
 fn exec_session(mut req: Request<Incoming>) -> Resp {
-    let opts = kubelet_options(req.uri().query().unwrap_or(""));
+    let mut opts = kubelet_options(req.uri().query().unwrap_or(""));
+    if req.uri().path().starts_with("/attach/") {
+        // Attaching shows what the container's main process prints.
+        opts.command = vec!["echo".into(), "attached".into()];
+    }
     let upgrade = match negotiate(req.headers(), &ServerProtocols::streaming_server()) {
         Ok(u) => u,
         Err(rej) => {

@@ -42,6 +42,8 @@ pub struct Lab {
     pub kubelet: Option<FakeKubelet>,
     pub kubelet_addr: std::net::SocketAddr,
     pub api_addr: std::net::SocketAddr,
+    /// The in-process server's configuration (its files serve the binary test too).
+    pub config: ProxyConfig,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -88,6 +90,7 @@ impl Lab {
         let server = ApiServer::bind(&config)
             .await
             .expect("bind apiserver-proxy");
+        let api_config = config.clone();
         let api_addr = server.local_addr();
         let (stop_tx, stop_rx) = oneshot::channel();
         let server = tokio::spawn(server.serve(async move {
@@ -101,6 +104,7 @@ impl Lab {
             kubelet: Some(kubelet),
             kubelet_addr,
             api_addr,
+            config: api_config,
             stop: Some(stop_tx),
             server: Some(server),
         }
@@ -119,10 +123,20 @@ impl Lab {
 
     /// A kubeconfig for a user given as kubeconfig `user:` YAML lines.
     pub fn kubeconfig(&self, name: &str, user_yaml: &str) -> PathBuf {
+        self.kubeconfig_for(self.api_addr, name, user_yaml)
+    }
+
+    /// [`Lab::kubeconfig`] for a server at `api_addr`.
+    pub fn kubeconfig_for(
+        &self,
+        api_addr: std::net::SocketAddr,
+        name: &str,
+        user_yaml: &str,
+    ) -> PathBuf {
         let path = self.dir.path().join(format!("kubeconfig-{name}"));
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority: {ca}\nusers:\n- name: u\n  user:{user}\ncontexts:\n- name: lab\n  context:\n    cluster: lab\n    user: u\n    namespace: default\ncurrent-context: lab\n",
-            port = self.api_addr.port(),
+            port = api_addr.port(),
             ca = self.pki.ca_cert.display(),
             user = if user_yaml.is_empty() { " {}".to_string() } else { format!("\n{user_yaml}") },
         );
@@ -139,6 +153,28 @@ impl Lab {
                 files.key.display()
             ),
         )
+    }
+
+    /// A TLS client config trusting the lab CA (no client certificate).
+    pub fn client_tls(&self) -> std::sync::Arc<rustls::ClientConfig> {
+        hop_kit::tls::client_config_from_files(&self.pki.ca_cert, None).expect("client tls")
+    }
+
+    /// One HTTPS request to the proxy (no client certificate); status, headers and body.
+    pub async fn request(
+        &self,
+        method: http::Method,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> (http::StatusCode, http::HeaderMap, bytes::Bytes) {
+        https_request(
+            self.api_addr,
+            self.client_tls(),
+            method,
+            path_and_query,
+            headers,
+        )
+        .await
     }
 
     pub fn token_kubeconfig(&self, name: &str, token: &str) -> PathBuf {
@@ -257,4 +293,45 @@ pub async fn kubectl_in(
 /// kubectl 1.20 if extracted (see the helper brief), else None.
 pub fn kubectl_120() -> Option<&'static str> {
     Path::new(KUBECTL_120).exists().then_some(KUBECTL_120)
+}
+
+/// One HTTPS request over a fresh connection, bounded to 10 s.
+pub async fn https_request(
+    addr: std::net::SocketAddr,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    method: http::Method,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+) -> (http::StatusCode, http::HeaderMap, bytes::Bytes) {
+    use http_body_util::BodyExt;
+    let work = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .expect("tls");
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .expect("handshake");
+        tokio::spawn(conn);
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header("host", addr.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let resp = sender.send_request(req).await.expect("response");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        (parts.status, parts.headers, body)
+    };
+    tokio::time::timeout(Duration::from_secs(10), work)
+        .await
+        .expect("request timed out")
 }
