@@ -111,7 +111,8 @@ async fn resource(
     if !target.subresource.is_empty() {
         return ApiStatus::path_not_found().into_response();
     }
-    if req.method() != Method::GET {
+    // Watches are not served: pods only change when a kubelet's list does.
+    if req.method() != Method::GET || target.verb == "watch" {
         return ApiStatus::method_not_allowed().into_response();
     }
     let accept = req

@@ -1,9 +1,12 @@
 //! Pods: a cache fed by the kubelets' `/pods`, lookups, and the `kubectl get pods` table.
 //!
-//! Without etcd the kubelets are the source of truth. Each request refreshes every node's list
-//! (bounded by the kubelet client timeout); a node that does not answer keeps its last known pods,
-//! as etcd would keep them, so an exec to a pod on a dead kubelet reaches the dial and fails with
-//! upstream's `error dialing backend: ...` rather than a NotFound.
+//! Without etcd the kubelets are the source of truth. A request refreshes every node's list when
+//! the last refresh is older than [`MAX_LIST_AGE`] (bounded by the kubelet client timeout); a node
+//! that does not answer keeps its last known pods, as etcd would keep them, so an exec to a pod on
+//! a dead kubelet reaches the dial and fails with upstream's `error dialing backend: ...` rather
+//! than a NotFound. Each pod's `spec.nodeName` is set to the `--node` name it was listed from:
+//! that table plays the Node objects' part, so routing never depends on what the kubelet calls
+//! itself.
 //!
 //! The table follows kubernetes `pkg/printers/internalversion/printers.go` (`printPod`: NAME,
 //! READY `ready/total`, STATUS (phase, or the pod/container reason), RESTARTS, AGE; IP, NODE at
@@ -12,18 +15,24 @@
 //! rules of `staging/src/k8s.io/apimachinery/pkg/util/duration/duration.go` (`HumanDuration`).
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use crate::kubelet::KubeletClient;
 
+/// How old the pod lists may be before a request refreshes them (keeps the exec path from
+/// paying a `/pods` round trip per request under load, while new pods show up at once for people).
+pub const MAX_LIST_AGE: Duration = Duration::from_secs(1);
+
 /// Pods known per node, refreshed from the kubelets.
 #[derive(Debug, Clone)]
 pub struct PodCache {
     kubelets: KubeletClient,
     by_node: Arc<Mutex<BTreeMap<String, Vec<Value>>>>,
+    /// When the last refresh started; also serializes refreshes.
+    last_refresh: Arc<Mutex<Option<Instant>>>,
 }
 
 impl PodCache {
@@ -31,7 +40,18 @@ impl PodCache {
         PodCache {
             kubelets,
             by_node: Arc::new(Mutex::new(BTreeMap::new())),
+            last_refresh: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Refreshes unless the lists are younger than [`MAX_LIST_AGE`].
+    pub async fn refresh_if_stale(&self) {
+        let mut last = self.last_refresh.lock().await;
+        if last.is_some_and(|t| t.elapsed() < MAX_LIST_AGE) {
+            return;
+        }
+        *last = Some(Instant::now());
+        self.refresh().await;
     }
 
     pub fn kubelets(&self) -> &KubeletClient {
@@ -74,7 +94,7 @@ impl PodCache {
 
     /// All known pods, optionally only those of `namespace`, sorted by namespace and name.
     pub async fn list(&self, namespace: Option<&str>) -> Vec<Value> {
-        self.refresh().await;
+        self.refresh_if_stale().await;
         let by_node = self.by_node.lock().await;
         let mut pods: Vec<Value> = by_node
             .values()
@@ -94,20 +114,18 @@ impl PodCache {
     }
 }
 
-/// Sets `kind`, `apiVersion` and (if the kubelet left it empty) `spec.nodeName`.
-fn bind_to_node(mut pod: Value, node: &str) -> Value {
+/// Sets `kind`, `apiVersion` and `spec.nodeName` (the `--node` name the pod was listed from).
+pub fn bind_to_node(mut pod: Value, node: &str) -> Value {
     if let Some(obj) = pod.as_object_mut() {
         obj.insert("kind".into(), json!("Pod"));
         obj.insert("apiVersion".into(), json!("v1"));
         let spec = obj.entry("spec").or_insert_with(|| json!({}));
         if let Some(spec) = spec.as_object_mut() {
-            let empty = spec
-                .get("nodeName")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty);
-            if empty {
-                spec.insert("nodeName".into(), json!(node));
+            let reported = spec.get("nodeName").and_then(Value::as_str).unwrap_or("");
+            if !reported.is_empty() && reported != node {
+                tracing::warn!(%node, %reported, "kubelet reports another node name; using --node's");
             }
+            spec.insert("nodeName".into(), json!(node));
         }
     }
     pod

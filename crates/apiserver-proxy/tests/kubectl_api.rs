@@ -182,3 +182,38 @@ async fn unknown_pod_and_container_texts() {
     }
     lab.shutdown().await;
 }
+
+/// kube-apiserver 1.32 authorizes the WebSocket exec (a GET) as `get pods/exec`; only the SPDY
+/// POST needs `create` (1.35's AuthorizePodWebsocketUpgradeCreatePermission closes this gap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_on_pods_exec_is_enough_for_websocket_exec() {
+    let lab = Lab::start(KubeletMode::Echo).await;
+    let viewer = lab.token_kubeconfig("viewer", "viewertoken");
+    let run = kubectl(
+        KUBECTL_132,
+        &viewer,
+        &["exec", "web", "--", "true"],
+        &[],
+        None,
+    )
+    .await;
+    // The echo kubelet is not an exec server; reaching it is the point.
+    assert!(!run.stderr.contains("Forbidden"), "{run:?}");
+    let ws = lab.kubelet().stream_requests();
+    assert_eq!(ws.len(), 1, "the WebSocket exec was let through: {run:?}");
+    let run = kubectl(
+        KUBECTL_132,
+        &viewer,
+        &["exec", "web", "--", "true"],
+        &[SPDY_ONLY],
+        None,
+    )
+    .await;
+    assert_eq!(
+        run.error_line(),
+        "Error from server (Forbidden): pods \"web\" is forbidden: User \"viewer\" cannot create resource \"pods/exec\" in API group \"\" in the namespace \"default\"",
+        "{run:?}"
+    );
+    assert_eq!(lab.kubelet().stream_requests().len(), 1);
+    lab.shutdown().await;
+}

@@ -520,3 +520,18 @@ fn policy_accepts_the_execlab_form_with_non_resource_urls() {
         Decision::Allow => panic!("/metrics allowed by an empty policy"),
     }
 }
+
+#[test]
+fn pods_are_bound_to_the_node_they_were_listed_from() {
+    let pod = apiserver_proxy::pods::bind_to_node(
+        json!({"metadata": {"name": "p"}, "spec": {"nodeName": "other"}}),
+        "node-1",
+    );
+    assert_eq!(pod["spec"]["nodeName"], "node-1");
+    assert_eq!(
+        (pod["kind"].as_str(), pod["apiVersion"].as_str()),
+        (Some("Pod"), Some("v1"))
+    );
+    let pod = apiserver_proxy::pods::bind_to_node(json!({"metadata": {"name": "p"}}), "node-2");
+    assert_eq!(pod["spec"]["nodeName"], "node-2");
+}
