@@ -1,7 +1,8 @@
 //! apiserver-proxy: kube-apiserver's part of `kubectl exec`, for real, unmodified kubectl.
 //!
 //! - [`server`]: HTTPS listener (client certs + bearer tokens), graceful shutdown, [`run`].
-//! - [`handler`]: authentication → authorization → route, per request.
+//! - [`handler`]: authentication → authorization → route, per request; [`request_info`] turns a
+//!   request into the verb/resource/namespace the authorizer judges.
 //! - [`authn`], [`authz`]: who is calling, and whether the policy lets them.
 //! - [`discovery`], [`pods`]: what kubectl reads before it execs (`/api`, `/api/v1`, pods).
 //! - [`exec`]: `pods/exec` and `pods/attach` routing; [`passthrough`] (SPDY and legacy WebSocket
