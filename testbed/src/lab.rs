@@ -97,6 +97,8 @@ pub struct Lab {
     kubelet_addr: Option<SocketAddr>,
     apiserver_addr: Option<SocketAddr>,
     ready_in: Duration,
+    /// When `start` began: waits report the time since then.
+    started: Instant,
     stopped: bool,
 }
 
@@ -148,6 +150,7 @@ impl Lab {
             kubelet_addr: None,
             apiserver_addr: None,
             ready_in: Duration::ZERO,
+            started,
             stopped: false,
         };
 
@@ -346,7 +349,6 @@ impl Lab {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, String>>,
     {
-        let started = Instant::now();
         loop {
             for process in &mut self.processes {
                 process.check_running()?;
@@ -356,7 +358,7 @@ impl Lab {
                 Err(last) => last,
             };
             if Instant::now() >= deadline {
-                return Err(self.not_ready(hop, what, started.elapsed(), last));
+                return Err(self.not_ready(hop, what, self.started.elapsed(), last));
             }
             tokio::time::sleep(POLL).await;
         }
