@@ -31,6 +31,8 @@ use crate::shim::ProcessIo;
 use crate::store::{container_name, generate_id, now_nanos, ContainerRecord};
 
 const SIGTERM: u32 = 15;
+/// How long a container's exit waits for the rest of its output.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 pub(crate) fn container_not_found(id: &str) -> CriError {
     CriError::new(
@@ -322,10 +324,16 @@ impl Runtime {
         let cid = id.clone();
         tokio::spawn(async move {
             let result = shim.wait(&cid, "", None).await;
-            // Output first, so an attach session sees everything before the end.
-            let _ = stdout_pump.await;
-            if let Some(p) = stderr_pump {
-                let _ = p.await;
+            // Output first, so an attach session sees everything before the end; but a
+            // background child (or a dead shim's orphan) may hold the FIFOs open for good.
+            let drain = async {
+                let _ = stdout_pump.await;
+                if let Some(p) = stderr_pump {
+                    let _ = p.await;
+                }
+            };
+            if result.is_err() || tokio::time::timeout(OUTPUT_DRAIN, drain).await.is_err() {
+                tracing::debug!(container = %cid, "container output still open after exit");
             }
             drop(fifos);
             {

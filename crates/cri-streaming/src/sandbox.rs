@@ -8,7 +8,7 @@
 //! sandbox succeeds.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -179,14 +179,14 @@ impl Runtime {
         };
         let _serialized = lifecycle.lock().await;
 
-        let containers: Vec<String> = self
+        let containers: Vec<(String, PathBuf)> = self
             .store()
             .containers
             .values()
             .filter(|c| c.sandbox_id == id)
-            .map(|c| c.id.clone())
+            .map(|c| (c.id.clone(), c.bundle_dir.clone()))
             .collect();
-        for cid in &containers {
+        for (cid, _) in &containers {
             self.stop_container(cid, 0).await?;
         }
 
@@ -208,9 +208,18 @@ impl Runtime {
                 }
             }
             let _ = tokio::time::timeout(KILL_WAIT, pause_exited.wait_for(|e| *e)).await;
-            let mut tasks = containers.clone();
+            let mut tasks: Vec<String> = containers.iter().map(|(c, _)| c.clone()).collect();
             tasks.push(id.clone());
-            teardown_shim(&shim, &tasks).await;
+            let alive = teardown_shim(&shim, &tasks).await;
+            if !alive {
+                // The shim died: its containers are nobody's children any more. The binary's
+                // `delete` cleans one task up per call (containerd's cleanupAfterDeadShim).
+                for (cid, bundle) in &containers {
+                    if let Err(e) = self.shims.delete(cid, bundle).await {
+                        tracing::warn!(container = %cid, error = %e, "shim delete after shim death");
+                    }
+                }
+            }
             if let Err(e) = self.shims.delete(&id, &bundle_dir).await {
                 tracing::debug!(sandbox = %id, error = %e, "shim delete");
             }
@@ -322,21 +331,32 @@ impl Runtime {
     }
 }
 
-/// Kills, awaits and deletes `tasks` in `shim`, then asks the shim to exit.
-pub(crate) async fn teardown_shim(shim: &Shim, tasks: &[String]) {
+/// Kills, awaits and deletes `tasks` in `shim`, then asks the shim to exit. Returns whether
+/// the shim was still there to answer.
+pub(crate) async fn teardown_shim(shim: &Shim, tasks: &[String]) -> bool {
+    let mut alive = true;
     for id in tasks {
-        if shim.kill(id, "", SIGKILL, None).await.is_ok() {
-            let _ = tokio::time::timeout(KILL_WAIT, shim.wait(id, "", None)).await;
+        match shim.kill(id, "", SIGKILL, None).await {
+            Ok(()) => {
+                let _ = tokio::time::timeout(KILL_WAIT, shim.wait(id, "", None)).await;
+            }
+            Err(e) if e.is_transport() => alive = false,
+            Err(_) => {}
         }
         if let Err(e) = shim.delete(id, "", None).await {
-            if !e.is_not_found() && !e.is_transport() {
+            if e.is_transport() {
+                alive = false;
+            } else if !e.is_not_found() {
                 tracing::debug!(task = %id, error = %e, "deleting task");
             }
         }
     }
-    if let Err(e) = shim.shutdown(true).await {
-        tracing::debug!(shim = %shim.id(), error = %e, "shim shutdown");
+    if alive {
+        if let Err(e) = shim.shutdown(true).await {
+            tracing::debug!(shim = %shim.id(), error = %e, "shim shutdown");
+        }
     }
+    alive
 }
 
 pub(crate) fn remove_dir(dir: &Path) {

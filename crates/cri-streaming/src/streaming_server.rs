@@ -29,6 +29,7 @@ use crate::attach::run_attach;
 use crate::errdefs::GoStrings;
 use crate::exec::{ExecEnd, ExecStreams};
 use crate::runtime::{Runtime, StreamRequest};
+use crate::startup_gate::serve_gated;
 
 /// Go's `http.NotFound` body.
 pub const NOT_FOUND_BODY: &str = "404 page not found\n";
@@ -202,8 +203,11 @@ async fn run_exec<T>(
 ) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let streams = match k8s_stream::exec::serve(io, protocol, &exec_options(&request), config).await
-    {
+    let opts = exec_options(&request);
+    let serve = serve_gated(io, |io| {
+        k8s_stream::exec::serve(io, protocol, &opts, config)
+    });
+    let streams = match serve.await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "exec streams not set up");

@@ -276,6 +276,17 @@ impl Lab {
         for d in ["state/sandboxes", "state/containers", "state/exec"] {
             assert!(!self.path(d).exists(), "{d} left behind");
         }
+        let runc = Command::new("runc")
+            .arg("--root")
+            .arg(self.path("state/runc"))
+            .args(["list", "-q"])
+            .output()
+            .expect("runc list");
+        let containers = String::from_utf8_lossy(&runc.stdout);
+        assert!(
+            containers.trim().is_empty(),
+            "runc containers left: {containers}"
+        );
         let leftovers = processes_mentioning(self.root.path());
         assert!(leftovers.is_empty(), "processes left: {leftovers:?}");
         let sockets: Vec<_> = std::fs::read_dir(self.path("run"))
@@ -346,6 +357,45 @@ pub enum Transport {
 
 /// Dials a streaming URL with the given transport; returns the client streams.
 pub async fn dial_exec(url: &str, transport: Transport, opts: &ExecOptions) -> ClientStreams {
+    dial_exec_with(url, transport, opts, false).await.0
+}
+
+/// Like [`dial_exec`], with the connection relayed through a task whose abort drops the TCP
+/// connection at once: a client that vanishes (kubectl killed, network gone).
+pub async fn dial_exec_severable(
+    url: &str,
+    transport: Transport,
+    opts: &ExecOptions,
+) -> (ClientStreams, tokio::task::AbortHandle) {
+    let (streams, relay) = dial_exec_with(url, transport, opts, true).await;
+    (streams, relay.expect("relay"))
+}
+
+pub trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Duplex for T {}
+
+/// The upgraded connection, optionally behind a relay task.
+fn maybe_relay(
+    io: hop_kit::UpgradedIo,
+    relay: bool,
+) -> (Box<dyn Duplex>, Option<tokio::task::AbortHandle>) {
+    if !relay {
+        return (Box::new(io), None);
+    }
+    let (ours, mut theirs) = tokio::io::duplex(256 * 1024);
+    let task = tokio::spawn(async move {
+        let mut io = io;
+        let _ = tokio::io::copy_bidirectional(&mut io, &mut theirs).await;
+    });
+    (Box::new(ours), Some(task.abort_handle()))
+}
+
+async fn dial_exec_with(
+    url: &str,
+    transport: Transport,
+    opts: &ExecOptions,
+    relay: bool,
+) -> (ClientStreams, Option<tokio::task::AbortHandle>) {
     let url = url::Url::parse(url).expect("url");
     match transport {
         Transport::Spdy => {
@@ -359,9 +409,11 @@ pub async fn dial_exec(url: &str, transport: Transport, opts: &ExecOptions) -> C
             };
             let version =
                 validate_spdy_response(response.status, &response.headers, b"").expect("spdy 101");
-            connect(io, StreamProtocol::Spdy(version), opts)
+            let (io, handle) = maybe_relay(io, relay);
+            let streams = connect(io, StreamProtocol::Spdy(version), opts)
                 .await
-                .expect("spdy connect")
+                .expect("spdy connect");
+            (streams, handle)
         }
         Transport::WebSocketV5 => {
             let handshake = websocket_request_headers(&[WsProtocol::V5Channel]);
@@ -375,9 +427,11 @@ pub async fn dial_exec(url: &str, transport: Transport, opts: &ExecOptions) -> C
             let p =
                 validate_websocket_response(&handshake, response.status, &response.headers, b"")
                     .expect("ws 101");
-            connect(io, StreamProtocol::WebSocket(p), opts)
+            let (io, handle) = maybe_relay(io, relay);
+            let streams = connect(io, StreamProtocol::WebSocket(p), opts)
                 .await
-                .expect("ws connect")
+                .expect("ws connect");
+            (streams, handle)
         }
     }
 }

@@ -1,0 +1,306 @@
+//! What goes wrong, and how it is reported: bad requests, token misuse, clients and shims that
+//! vanish mid-stream, and a full shim runtime directory (ENOSPC) — each with production's text
+//! and nothing left behind.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{
+    collect, dial_exec, dial_exec_severable, dial_refused, exec, exec_request, options_of,
+    processes_mentioning, processes_with, Lab, LabOptions, Transport,
+};
+use cri_api::runtime::v1::{ExecRequest, ExecSyncRequest};
+use k8s_stream::remotecommand::RemoteError;
+use tokio::io::AsyncReadExt;
+
+const NOT_FOUND: &str = "404 page not found\n";
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn is_exec_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_requests_get_upstream_texts() {
+    let lab = Lab::start(LabOptions::default()).await;
+    let mut cri = lab.cri().await;
+    let (sandbox, container) = lab.run_pod(&mut cri, "bad").await;
+    let base = exec_request(&container, &["true"], false, false);
+    let cases = [
+        (
+            ExecRequest {
+                container_id: String::new(),
+                ..base.clone()
+            },
+            tonic::Code::InvalidArgument,
+            "missing required container_id".to_string(),
+        ),
+        (
+            ExecRequest {
+                tty: true,
+                stderr: true,
+                ..base.clone()
+            },
+            tonic::Code::InvalidArgument,
+            "tty and stderr cannot both be true".to_string(),
+        ),
+        (
+            ExecRequest {
+                stdout: false,
+                stderr: false,
+                ..base.clone()
+            },
+            tonic::Code::InvalidArgument,
+            "one of stdin, stdout, or stderr must be set".to_string(),
+        ),
+        (
+            ExecRequest {
+                container_id: "nope".into(),
+                ..base.clone()
+            },
+            tonic::Code::NotFound,
+            "failed to find container \"nope\" in store: not found".to_string(),
+        ),
+    ];
+    for (req, code, text) in cases {
+        let err = cri.exec(req).await.expect_err(&text);
+        assert_eq!((err.code(), err.message()), (code, text.as_str()));
+    }
+    let url = cri.exec(base).await.expect("Exec").into_inner().url;
+    let token = url
+        .strip_prefix(&format!("http://{}/exec/", lab.stream_addr))
+        .expect("url shape");
+    assert_eq!(token.len(), 8, "{url}");
+    lab.remove_pod(&mut cri, &sandbox).await;
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tokens_are_single_use_expire_and_must_exist() {
+    let lab = Lab::start(LabOptions {
+        token_ttl: Some("1s"),
+        ..Default::default()
+    })
+    .await;
+    let mut cri = lab.cri().await;
+    let (sandbox, container) = lab.run_pod(&mut cri, "tokens").await;
+    let req = exec_request(&container, &["echo", "once"], false, false);
+
+    // Used once: fine; again: 404.
+    let url = cri.exec(req.clone()).await.expect("Exec").into_inner().url;
+    let result = collect(dial_exec(&url, Transport::Spdy, &options_of(&req)).await).await;
+    assert_eq!(result.stdout, b"once\n");
+    let (status, content_type, body) = dial_refused(&url).await;
+    assert_eq!(
+        (status, content_type.as_str(), body.as_str()),
+        (404, "text/plain; charset=utf-8", NOT_FOUND)
+    );
+
+    // Made up.
+    let made_up = format!("http://{}/exec/AAAAAAAA", lab.stream_addr);
+    assert_eq!(dial_refused(&made_up).await.2, NOT_FOUND);
+
+    // Expired (TTL 1 s here).
+    let url = cri.exec(req.clone()).await.expect("Exec").into_inner().url;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(dial_refused(&url).await.0, 404);
+
+    // Wrong kind: an exec token on /attach is refused, and consumed.
+    let url = cri.exec(req.clone()).await.expect("Exec").into_inner().url;
+    let attach = url.replace("/exec/", "/attach/");
+    assert_eq!(dial_refused(&attach).await.2, NOT_FOUND);
+    assert_eq!(dial_refused(&url).await.2, NOT_FOUND);
+
+    lab.remove_pod(&mut cri, &sandbox).await;
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_vanishes_mid_stream_frees_everything() {
+    let lab = Lab::start(LabOptions::default()).await;
+    let mut cri = lab.cri().await;
+    let (sandbox, container) = lab.run_pod(&mut cri, "vanish").await;
+    for (i, transport) in [Transport::Spdy, Transport::WebSocketV5]
+        .into_iter()
+        .enumerate()
+    {
+        let marker = format!("vanishing-client-{i}-{}", std::process::id());
+        let req = exec_request(
+            &container,
+            &["sh", "-c", "exec yes \"$0\"", &marker],
+            false,
+            false,
+        );
+        let url = cri.exec(req.clone()).await.expect("Exec").into_inner().url;
+        let (mut streams, connection) =
+            dial_exec_severable(&url, transport, &options_of(&req)).await;
+        let mut stdout = streams.stdout.take().expect("stdout");
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0;
+        while got < 1024 * 1024 {
+            got += stdout.read(&mut buf).await.expect("read");
+        }
+        assert!(
+            !processes_with(&marker).is_empty(),
+            "exec process not found"
+        );
+        // Gone: the TCP connection drops mid-stream.
+        connection.abort();
+        drop(stdout);
+        drop(streams);
+        eventually("exec process killed", || processes_with(&marker).is_empty()).await;
+        eventually("exec FIFOs removed", || lab.exec_dir_entries() == 0).await;
+    }
+    lab.remove_pod(&mut cri, &sandbox).await;
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shim_killed_mid_stream_ends_the_session_with_an_error() {
+    let lab = Lab::start(LabOptions::default()).await;
+    let mut cri = lab.cri().await;
+    let (sandbox, container) = lab.run_pod(&mut cri, "shimkill").await;
+    let marker = format!("shim-killed-{}", std::process::id());
+    let req = exec_request(
+        &container,
+        &[
+            "sh",
+            "-c",
+            "echo started; while :; do sleep 1; done",
+            &marker,
+        ],
+        false,
+        false,
+    );
+    let mut streams = exec(&mut cri, req, Transport::Spdy).await;
+    let mut stdout = streams.stdout.take().expect("stdout");
+    let mut line = [0u8; 8];
+    stdout.read_exact(&mut line).await.expect("started");
+    assert_eq!(&line, b"started\n");
+
+    let shims: Vec<i32> = processes_mentioning(lab.root.path())
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&sandbox))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert!(!shims.is_empty(), "shim process not found");
+    for pid in shims {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+
+    let result = collect(streams).await;
+    let Err(RemoteError::Failure(message)) = &result.outcome else {
+        panic!("unexpected outcome {:?}", result.outcome);
+    };
+    let rest = message
+        .strip_prefix("Internal error occurred: error executing command in container: failed to exec in container: failed while waiting for exec \"")
+        .unwrap_or_else(|| panic!("{message}"));
+    let (exec_id, tail) = rest.split_at(64);
+    assert!(is_exec_id(exec_id), "{message}");
+    assert_eq!(tail, "\": ttrpc: closed: unknown");
+    // The exec'd shell is killed by pid; its last `sleep 1` ends by itself.
+    eventually("exec process gone", || processes_with(&marker).is_empty()).await;
+    eventually("exec FIFOs removed", || lab.exec_dir_entries() == 0).await;
+
+    lab.remove_pod(&mut cri, &sandbox).await;
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enospc_in_the_shim_runtime_dir_reaches_the_client_with_production_text() {
+    let lab = Lab::start(LabOptions {
+        tiny_runtime_tmpfs: Some("4k"),
+        ..Default::default()
+    })
+    .await;
+    let mut cri = lab.cri().await;
+    let (sandbox, container) = lab.run_pod(&mut cri, "enospc").await;
+
+    // Fill the tmpfs (it exists only in cri-streaming's mount namespace).
+    let pid = lab.child.as_ref().expect("child").id().to_string();
+    let xdg = lab.path("xdg").display().to_string();
+    let fill = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &pid,
+            "-m",
+            "sh",
+            "-c",
+            &format!("cat /dev/zero > {xdg}/fill 2>/dev/null; df -k {xdg} | tail -1"),
+        ])
+        .output()
+        .expect("nsenter");
+    eprintln!("filled: {}", String::from_utf8_lossy(&fill.stdout).trim());
+
+    let expected_tail = ": no space left on device: unknown";
+    let check = |message: &str, prefix: &str| {
+        let rest = message
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("{message}"));
+        let (exec_id, rest) = rest.split_at(64);
+        assert!(is_exec_id(exec_id), "{message}");
+        let rest = rest
+            .strip_prefix(&format!(
+                "\": OCI runtime exec failed: write {xdg}/runc-process"
+            ))
+            .unwrap_or_else(|| panic!("{message}"));
+        let digits = rest
+            .strip_suffix(expected_tail)
+            .unwrap_or_else(|| panic!("{message}"));
+        assert!(
+            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()),
+            "{message}"
+        );
+    };
+
+    for transport in [Transport::Spdy, Transport::WebSocketV5] {
+        let req = exec_request(&container, &["echo", "hi"], false, false);
+        let result = collect(exec(&mut cri, req, transport).await).await;
+        let Err(RemoteError::Failure(message)) = &result.outcome else {
+            panic!("unexpected outcome {:?}", result.outcome);
+        };
+        check(
+            message,
+            "Internal error occurred: error executing command in container: failed to exec in container: failed to start exec \"",
+        );
+        assert!(result.stdout.is_empty());
+    }
+    let err = cri
+        .exec_sync(ExecSyncRequest {
+            container_id: container.clone(),
+            cmd: vec!["true".into()],
+            timeout: 5,
+        })
+        .await
+        .expect_err("ExecSync fails");
+    assert_eq!(err.code(), tonic::Code::Unknown);
+    check(
+        err.message(),
+        "failed to exec in container: failed to start exec \"",
+    );
+
+    // Nothing leaked: no FIFOs, and the runtime dir holds only our filler.
+    assert_eq!(lab.exec_dir_entries(), 0);
+    let ls = std::process::Command::new("nsenter")
+        .args(["-t", &pid, "-m", "ls", "-A", &xdg])
+        .output()
+        .expect("nsenter ls");
+    assert_eq!(String::from_utf8_lossy(&ls.stdout).trim(), "fill");
+
+    lab.remove_pod(&mut cri, &sandbox).await;
+    lab.stop().await;
+}
