@@ -417,3 +417,41 @@ async fn stalled_reader_bounds_buffered_bytes() {
     );
     acceptor.abort();
 }
+
+/// A SYN_STREAM that is already in the buffer when the session starts (it arrived in the same
+/// read as the 101 response) is accepted, not refused: the reader may run before `new` returns.
+#[test]
+fn syn_stream_buffered_before_the_session_starts_is_accepted() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for _ in 0..200 {
+        rt.block_on(async {
+            let (mut peer, ours) = tokio::io::duplex(64 * 1024);
+            let mut encoder = HeaderEncoder::new();
+            let mut block = Vec::new();
+            encoder
+                .encode([("streamtype", "error")], &mut block)
+                .unwrap();
+            let mut wire = BytesMut::new();
+            Frame::SynStream(SynStream {
+                stream_id: StreamId::new(1),
+                associated_to: StreamId::ZERO,
+                priority: 0,
+                slot: 0,
+                fin: false,
+                unidirectional: false,
+                header_block: block.into(),
+            })
+            .encode(&mut wire);
+            peer.write_all(&wire).await.unwrap();
+            let (_server, mut incoming) =
+                Session::new(ours, Role::Server, SessionConfig::default());
+            let stream = timeout(T, incoming.next()).await.unwrap();
+            let stream = stream.expect("the buffered SYN_STREAM reaches Incoming");
+            timeout(T, stream.accept()).await.unwrap().expect("accept");
+        });
+    }
+}

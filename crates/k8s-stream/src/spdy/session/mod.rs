@@ -133,6 +133,12 @@ impl Session {
         let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
         let ping_period = cfg.ping_period;
         let shared = Shared::new(role, cfg, incoming_tx);
+        // The token must exist before the reader runs: bytes already buffered after the 101
+        // may hold a SYN_STREAM, and an incoming stream needs the token to be handed out.
+        let token = Arc::new(HandleToken {
+            shared: Arc::clone(&shared),
+        });
+        shared.set_token(&token);
         let (rd, wr) = tokio::io::split(io);
         let reader = tokio::spawn(recv::run(Arc::clone(&shared), rd));
         let writer = tokio::spawn(send::run(Arc::clone(&shared), wr));
@@ -154,8 +160,6 @@ impl Session {
             }
             watcher.closed_tx.send_replace(true);
         });
-        let token = Arc::new(HandleToken { shared });
-        token.shared.set_token(&token);
         (
             Session {
                 token: Arc::clone(&token),
@@ -177,7 +181,7 @@ impl Session {
         let (tx, rx) = oneshot::channel();
         let id = {
             let mut inner = shared.lock();
-            if let Some(err) = Shared::conn_gone(&inner) {
+            if let Some(err) = Shared::send_gone(&inner) {
                 return Err(err);
             }
             if inner.goaway_sent || inner.goaway_received {
@@ -231,7 +235,7 @@ impl Session {
             if inner.goaway_sent {
                 return Ok(());
             }
-            if let Some(err) = Shared::conn_gone(&inner) {
+            if let Some(err) = Shared::send_gone(&inner) {
                 return Err(err);
             }
             shared.go_away(&mut inner);
@@ -242,7 +246,7 @@ impl Session {
             if inner.queue.written_seq >= seq {
                 return std::task::Poll::Ready(Ok(()));
             }
-            if let Some(err) = Shared::conn_gone(&inner) {
+            if let Some(err) = Shared::send_gone(&inner) {
                 return std::task::Poll::Ready(Err(err));
             }
             inner.queue.wait(cx.waker());
@@ -319,7 +323,7 @@ impl IncomingStream {
         let shared = Arc::clone(&self.token.shared);
         let id = self.id;
         let mut inner = shared.lock();
-        if let Some(err) = Shared::conn_gone(&inner) {
+        if let Some(err) = Shared::send_gone(&inner) {
             return Err(err);
         }
         let Some(slot) = inner.streams.get_mut(&id) else {

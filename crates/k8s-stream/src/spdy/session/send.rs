@@ -46,10 +46,13 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut wr: W) {
             Some(Some(seq)) => seq,
         };
         if let Err(e) = write_batch(&mut wr, &mut batch, &mut small, &mut done).await {
+            // The peer may have closed after sending its last frames (a Status, then GOAWAY):
+            // stop writing but let the reader deliver what is still on the wire; the reader
+            // ends the session when it reaches the end.
             let mut wake = Wakeups::default();
             let mut inner = shared.lock();
-            shared.fail_all(&mut inner, SessionError::Io(e.to_string()), &mut wake);
-            break;
+            shared.fail_send(&mut inner, SessionError::Io(e.to_string()), &mut wake);
+            return;
         }
         let mut wake = Wakeups::default();
         let mut inner = shared.lock();

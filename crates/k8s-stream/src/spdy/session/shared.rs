@@ -86,6 +86,9 @@ pub(crate) struct Inner {
     pub(crate) goaway_received: bool,
     /// Set once the connection failed or ended; every later operation reports it.
     pub(crate) conn_error: Option<SessionError>,
+    /// Set once writing failed; nothing more is sent, but the reader goes on draining what the
+    /// peer already sent (its final Status often follows a close we can no longer write to).
+    pub(crate) write_error: Option<SessionError>,
     /// The writer should write what is queued, shut the socket down and stop.
     pub(crate) close_requested: bool,
     pub(crate) incoming_tx: Option<mpsc::UnboundedSender<IncomingStream>>,
@@ -154,6 +157,7 @@ impl Shared {
                 goaway_sent: false,
                 goaway_received: false,
                 conn_error: None,
+                write_error: None,
                 close_requested: false,
                 incoming_tx: Some(incoming_tx),
                 encoder: HeaderEncoder::new(),
@@ -187,6 +191,10 @@ impl Shared {
 
     /// Queues an already encoded control frame and wakes the writer.
     pub(crate) fn send_control(&self, inner: &mut Inner, frame: BytesMut) -> u64 {
+        if inner.write_error.is_some() {
+            // The writer is gone: a queued frame would only pile up.
+            return inner.queue.enqueued_seq;
+        }
         let seq = inner.queue.push_control(frame);
         self.writer_wake.notify_one();
         seq
@@ -194,7 +202,7 @@ impl Shared {
 
     /// Queues RST_STREAM for `id`.
     pub(crate) fn send_rst(&self, inner: &mut Inner, id: StreamId, status: RstStatus) {
-        if inner.conn_error.is_some() {
+        if Self::send_gone(inner).is_some() {
             return;
         }
         let mut buf = BytesMut::with_capacity(16);
@@ -298,8 +306,35 @@ impl Shared {
         self.room_freed.notify_one();
     }
 
+    /// Ends only the sending direction after a write error: every stream's send side and every
+    /// waiter learns `err`; receive sides stay open until the reader ends.
+    pub(crate) fn fail_send(&self, inner: &mut Inner, err: SessionError, wake: &mut Wakeups) {
+        if inner.write_error.is_none() {
+            tracing::debug!(error = %err, "spdy: writing failed, draining the read side");
+            inner.write_error = Some(err.clone());
+        }
+        for slot in inner.streams.values_mut() {
+            if !slot.send_end {
+                slot.send_end = true;
+                slot.send_error = Some(err.clone());
+            }
+            if let Some(tx) = slot.reply_tx.take() {
+                let _ = tx.send(Err(err.clone()));
+            }
+        }
+        wake.extend(inner.queue.take_waiters());
+    }
+
     /// The error an operation reports once the connection is gone.
     pub(crate) fn conn_gone(inner: &Inner) -> Option<SessionError> {
         inner.conn_error.clone()
+    }
+
+    /// The error a sending operation reports: the connection is gone or can no longer be written.
+    pub(crate) fn send_gone(inner: &Inner) -> Option<SessionError> {
+        inner
+            .conn_error
+            .clone()
+            .or_else(|| inner.write_error.clone())
     }
 }

@@ -219,7 +219,7 @@ impl AsyncWrite for StreamWriter {
         if inner.queue.written_seq >= self.last_seq {
             return Poll::Ready(Ok(()));
         }
-        if let Some(err) = inner.conn_error.clone() {
+        if let Some(err) = Shared::send_gone(&inner) {
             return Poll::Ready(Err(write_error(&err)));
         }
         inner.queue.wait(cx.waker());
