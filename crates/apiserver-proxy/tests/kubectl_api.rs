@@ -8,9 +8,7 @@ use common::{kubectl, kubectl_120, kubectl_in, KubeletMode, Lab, KUBECTL_132};
 const SPDY_ONLY: (&str, &str) = ("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false");
 
 fn kubectls() -> Vec<&'static str> {
-    let old = kubectl_120().expect(
-        "kubectl 1.20 missing: cd /work/tools && apt-get download kubernetes-client && dpkg -x kubernetes-client_*.deb k120",
-    );
+    let old = kubectl_120().expect("kubectl 1.20 missing: run scripts/setup.sh");
     vec![KUBECTL_132, old]
 }
 

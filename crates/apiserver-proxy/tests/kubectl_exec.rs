@@ -16,9 +16,7 @@ type Client = (
 
 /// The three client paths: 1.32 WebSocket, 1.32 forced SPDY, 1.20 SPDY.
 fn clients() -> Vec<Client> {
-    let old = kubectl_120().expect(
-        "kubectl 1.20 missing: cd /work/tools && apt-get download kubernetes-client && dpkg -x kubernetes-client_*.deb k120",
-    );
+    let old = kubectl_120().expect("kubectl 1.20 missing: run scripts/setup.sh");
     vec![
         ("1.32 websocket", KUBECTL_132, &[]),
         ("1.32 spdy", KUBECTL_132, &[SPDY_ONLY]),

@@ -17,7 +17,8 @@ pub use fake_kubelet::{FakeKubelet, KubeletMode};
 pub use pki::{CertFiles, Pki};
 
 pub const KUBECTL_132: &str = "/usr/bin/kubectl";
-pub const KUBECTL_120: &str = "/work/tools/k120/usr/bin/kubectl";
+/// Where `scripts/setup.sh` extracts Debian's kubernetes-client (kubectl 1.20, SPDY only).
+pub const KUBECTL_120: &str = "/opt/execlab/kubectl-1.20/usr/bin/kubectl";
 
 /// Tokens: admin (system:masters), jane (may read pods, not exec), viewer (only get pods/exec),
 /// execer (create pods/exec, get pods).
@@ -290,7 +291,7 @@ pub async fn kubectl_in(
     }
 }
 
-/// kubectl 1.20 if extracted (see the helper brief), else None.
+/// kubectl 1.20 as `scripts/setup.sh` installs it, else None.
 pub fn kubectl_120() -> Option<&'static str> {
     Path::new(KUBECTL_120).exists().then_some(KUBECTL_120)
 }
