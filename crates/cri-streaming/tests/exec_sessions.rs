@@ -267,3 +267,55 @@ async fn hundred_mib_of_random_bytes_arrive_intact() {
     lab.remove_pod(&mut cri, &sandbox).await;
     lab.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_session_id_follows_traceparent_to_the_shim() {
+    let lab = Lab::start(LabOptions::default()).await;
+    let mut cri = lab.cri().await;
+    let (sandbox, container) = lab.run_pod(&mut cri, "traced").await;
+    let from_grpc = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let from_http = "0af7651916cd43dd8448eb211c80319c";
+
+    // gRPC metadata only: the session is the kubelet's trace.
+    let req = exec_request(&container, &["echo", "traced"], false, false);
+    let mut grpc = tonic::Request::new(req.clone());
+    grpc.metadata_mut().insert(
+        "traceparent",
+        format!("00-{from_grpc}-00f067aa0ba902b7-01")
+            .parse()
+            .expect("metadata"),
+    );
+    let url = cri.exec(grpc).await.expect("Exec").into_inner().url;
+    let result =
+        collect(common::dial_exec(&url, Transport::Spdy, &common::options_of(&req)).await).await;
+    assert_eq!(result.stdout, b"traced\n");
+
+    // The streaming request's own header wins.
+    let url = cri.exec(req.clone()).await.expect("Exec").into_inner().url;
+    let header = format!("00-{from_http}-b7ad6b7169203331-01");
+    let result = collect(
+        common::dial_exec_traced(
+            &url,
+            Transport::WebSocketV5,
+            &common::options_of(&req),
+            &header,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(result.stdout, b"traced\n");
+
+    for trace in [from_grpc, from_http] {
+        let session = format!("\"session\":\"{trace}\"");
+        assert!(
+            !common::log_lines_with(&lab, "cri.log", &session).is_empty(),
+            "cri-streaming log lacks {trace}"
+        );
+        assert!(
+            !common::log_lines_with(&lab, "shim.log", trace).is_empty(),
+            "shim log lacks {trace}"
+        );
+    }
+    lab.remove_pod(&mut cri, &sandbox).await;
+    lab.stop().await;
+}

@@ -124,11 +124,16 @@ impl Lab {
                 c
             }
         };
+        // JSON logs of cri-streaming and of the shims it starts (they inherit the environment).
+        let log = std::fs::File::create(p("cri.log")).expect("log file");
         cmd.env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         )
-        .stdin(Stdio::null());
+        .env("EXECLAB_LOG_FORMAT", "json")
+        .env("EXECLAB_SHIM_LOG", p("shim.log"))
+        .stdin(Stdio::null())
+        .stderr(log);
         let child = cmd.spawn().expect("spawn cri-streaming");
         let mut lab = Lab {
             root,
@@ -169,9 +174,26 @@ impl Lab {
         RuntimeServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024)
     }
 
-    /// Runs a pod `web` with container `app` (`sleep`), returns (sandbox id, container id).
+    /// Runs a pod `name` with container `app` (`sleep`), returns (sandbox id, container id).
     pub async fn run_pod(&self, cri: &mut Cri, name: &str) -> (String, String) {
-        let sandbox_config = PodSandboxConfig {
+        let sandbox = self.run_sandbox(cri, name).await;
+        let container = self
+            .run_container(
+                cri,
+                &sandbox,
+                name,
+                ContainerConfig {
+                    command: vec!["sh".into(), "-c".into()],
+                    args: vec!["echo app started; exec sleep 100000".into()],
+                    ..Default::default()
+                },
+            )
+            .await;
+        (sandbox, container)
+    }
+
+    pub fn sandbox_config(&self, name: &str) -> PodSandboxConfig {
+        PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
                 name: name.into(),
                 uid: format!("uid-{name}"),
@@ -192,41 +214,49 @@ impl Lab {
                 ..Default::default()
             }),
             ..Default::default()
-        };
-        let sandbox = cri
-            .run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(sandbox_config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .expect("RunPodSandbox")
-            .into_inner()
-            .pod_sandbox_id;
-        let labels: HashMap<String, String> = HashMap::from([
-            ("io.kubernetes.pod.name".into(), name.into()),
+        }
+    }
+
+    pub async fn run_sandbox(&self, cri: &mut Cri, name: &str) -> String {
+        cri.run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(self.sandbox_config(name)),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id
+    }
+
+    /// Creates and starts container `app` of pod `pod` from `config` (metadata, image, labels
+    /// and log path filled in as kubelet would).
+    pub async fn run_container(
+        &self,
+        cri: &mut Cri,
+        sandbox: &str,
+        pod: &str,
+        mut config: ContainerConfig,
+    ) -> String {
+        config.metadata = Some(ContainerMetadata {
+            name: "app".into(),
+            attempt: 0,
+        });
+        config.image = Some(ImageSpec {
+            image: "busybox:latest".into(),
+            ..Default::default()
+        });
+        config.labels = HashMap::from([
+            ("io.kubernetes.pod.name".into(), pod.into()),
             ("io.kubernetes.pod.namespace".into(), "default".into()),
-            ("io.kubernetes.pod.uid".into(), format!("uid-{name}")),
+            ("io.kubernetes.pod.uid".into(), format!("uid-{pod}")),
             ("io.kubernetes.container.name".into(), "app".into()),
         ]);
+        config.log_path = "app/0.log".into();
         let container = cri
             .create_container(CreateContainerRequest {
-                pod_sandbox_id: sandbox.clone(),
-                config: Some(ContainerConfig {
-                    metadata: Some(ContainerMetadata {
-                        name: "app".into(),
-                        attempt: 0,
-                    }),
-                    image: Some(ImageSpec {
-                        image: "busybox:latest".into(),
-                        ..Default::default()
-                    }),
-                    command: vec!["sh".into(), "-c".into()],
-                    args: vec!["echo app started; exec sleep 100000".into()],
-                    labels,
-                    log_path: "app/0.log".into(),
-                    ..Default::default()
-                }),
-                sandbox_config: Some(sandbox_config),
+                pod_sandbox_id: sandbox.into(),
+                config: Some(config),
+                sandbox_config: Some(self.sandbox_config(pod)),
             })
             .await
             .expect("CreateContainer")
@@ -237,7 +267,7 @@ impl Lab {
         })
         .await
         .expect("StartContainer");
-        (sandbox, container)
+        container
     }
 
     pub async fn remove_pod(&self, cri: &mut Cri, sandbox: &str) {
@@ -300,6 +330,16 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            for log in ["cri.log", "shim.log"] {
+                let text = std::fs::read_to_string(self.path(log)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                eprintln!("--- last lines of {log}:");
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
         // A failed test: do not leak the server or its shims.
         if let Some(mut child) = self.child.take() {
             let pid = nix::unistd::Pid::from_raw(child.id() as i32);
@@ -390,16 +430,44 @@ fn maybe_relay(
     (Box::new(ours), Some(task.abort_handle()))
 }
 
+/// Like [`dial_exec`], sending a `traceparent` header.
+pub async fn dial_exec_traced(
+    url: &str,
+    transport: Transport,
+    opts: &ExecOptions,
+    traceparent: &str,
+) -> ClientStreams {
+    dial_exec_full(url, transport, opts, false, Some(traceparent))
+        .await
+        .0
+}
+
 async fn dial_exec_with(
     url: &str,
     transport: Transport,
     opts: &ExecOptions,
     relay: bool,
 ) -> (ClientStreams, Option<tokio::task::AbortHandle>) {
+    dial_exec_full(url, transport, opts, relay, None).await
+}
+
+async fn dial_exec_full(
+    url: &str,
+    transport: Transport,
+    opts: &ExecOptions,
+    relay: bool,
+    traceparent: Option<&str>,
+) -> (ClientStreams, Option<tokio::task::AbortHandle>) {
     let url = url::Url::parse(url).expect("url");
+    let trace_header = |headers: &mut http::HeaderMap| {
+        if let Some(t) = traceparent {
+            headers.insert("traceparent", t.parse().expect("header value"));
+        }
+    };
     match transport {
         Transport::Spdy => {
-            let headers = spdy_request_headers(&ProtocolVersion::NEWEST_FIRST);
+            let mut headers = spdy_request_headers(&ProtocolVersion::NEWEST_FIRST);
+            trace_header(&mut headers);
             let outcome = hop_kit::dial_upgrade(&url, Method::POST, headers, None)
                 .await
                 .expect("dial");
@@ -417,7 +485,9 @@ async fn dial_exec_with(
         }
         Transport::WebSocketV5 => {
             let handshake = websocket_request_headers(&[WsProtocol::V5Channel]);
-            let outcome = hop_kit::dial_upgrade(&url, Method::GET, handshake.headers.clone(), None)
+            let mut headers = handshake.headers.clone();
+            trace_header(&mut headers);
+            let outcome = hop_kit::dial_upgrade(&url, Method::GET, headers, None)
                 .await
                 .expect("dial");
             let (response, io) = match outcome {
@@ -515,6 +585,16 @@ pub fn options_of(req: &ExecRequest) -> ExecOptions {
         stderr: req.stderr,
         tty: req.tty,
     }
+}
+
+/// The lab's log lines (cri-streaming and shims) that mention `needle`.
+pub fn log_lines_with(lab: &Lab, log: &str, needle: &str) -> Vec<String> {
+    std::fs::read_to_string(lab.path(log))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
 }
 
 /// CRI Exec, then dial the URL.
