@@ -42,6 +42,9 @@ pub enum LabCommand {
     /// Show each hop of the lab in DIR: pid, address, health. Exit 0 when the lab is ready and
     /// every hop healthy, 1 when not, 3 when there is no lab in DIR.
     Status(DirArg),
+    /// Measure each hop's cost: setup latency, throughput, tty round trip and idle sessions on
+    /// every path from raw runc exec up to the whole chain; writes OUT/bench.json and SVG plots.
+    Bench(crate::bench::cli::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +82,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, LabError> {
         LabCommand::Up(args) => runtime.block_on(up_foreground(&args)),
         LabCommand::Down(args) => down_command(&args.dir),
         LabCommand::Status(args) => runtime.block_on(status_command(&args.dir)),
+        LabCommand::Bench(args) => runtime.block_on(crate::bench::cli::bench_command(&args)),
     }
 }
 

@@ -6,6 +6,7 @@
 //! removes every container, mount, socket and temp file the lab made. The `execlab` binary is a
 //! thin command line over this library ([`cli`]).
 
+pub mod bench;
 pub mod bins;
 pub mod cli;
 pub mod error;

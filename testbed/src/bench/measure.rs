@@ -1,0 +1,377 @@
+//! The measurements themselves, each over any path's [`Dialer`]: setup latency (request → first
+//! stdout byte of `echo`), stdout and stdin throughput, tty keystroke round trip, idle
+//! concurrent sessions with each hop's RSS, a plain loopback TCP copy, and real kubectl.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::client::{ClientError, Dialer, ExecCommand, Session};
+use super::stats::mb_per_s;
+use crate::Hop;
+
+pub const MIB: u64 = 1024 * 1024;
+/// Read and write size of the bench's own copies.
+const CHUNK: usize = 256 * 1024;
+/// Limit for one short exec (setup, tty).
+const SHORT: Duration = Duration::from_secs(30);
+/// How many idle sessions are being set up at once.
+const SETUP_PARALLELISM: usize = 64;
+
+/// A measurement failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{what} took longer than {:.0} s", .limit.as_secs_f64())]
+    Timeout { what: String, limit: Duration },
+    #[error("{0}")]
+    Unexpected(String),
+}
+
+async fn within<T>(
+    what: &str,
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, MeasureError>>,
+) -> Result<T, MeasureError> {
+    tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+        Err(MeasureError::Timeout {
+            what: what.to_string(),
+            limit,
+        })
+    })
+}
+
+/// Reads until a chunk containing `byte` arrived.
+async fn read_until(session: &mut Session, byte: u8) -> Result<(), MeasureError> {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = session.stdout.read(&mut buf).await?;
+        if n == 0 {
+            return Err(MeasureError::Unexpected(format!(
+                "stdout ended before {:?} arrived",
+                byte as char
+            )));
+        }
+        if buf[..n].contains(&byte) {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads stdout to its end and waits for the process's end.
+async fn finish(mut session: Session) -> Result<u64, MeasureError> {
+    let n = tokio::io::copy(&mut session.stdout, &mut tokio::io::sink()).await?;
+    session.done.await?;
+    Ok(n)
+}
+
+/// One `echo`: time from the request to the first stdout byte.
+pub async fn setup_latency(dialer: &Dialer) -> Result<Duration, MeasureError> {
+    within("an echo exec", SHORT, async {
+        let started = Instant::now();
+        let mut session = dialer.open(&ExecCommand::argv(&["echo", "hi"])).await?;
+        let mut first = [0u8; 1];
+        let n = session.stdout.read(&mut first).await?;
+        let elapsed = started.elapsed();
+        if n == 0 {
+            return Err(MeasureError::Unexpected("echo printed nothing".into()));
+        }
+        finish(session).await?;
+        Ok(elapsed)
+    })
+    .await
+}
+
+fn transfer_limit(bytes: u64) -> Duration {
+    // Generous: 5 MB/s plus set-up, so a slow debug build still finishes.
+    Duration::from_secs(60 + bytes / 5_000_000)
+}
+
+/// `bytes` of zeros from the process's stdout; MB/s from the first byte to EOF.
+pub async fn stdout_throughput(dialer: &Dialer, bytes: u64) -> Result<f64, MeasureError> {
+    let script = format!(
+        "dd if=/dev/zero bs=1048576 count={} 2>/dev/null",
+        bytes / MIB
+    );
+    within("stdout throughput", transfer_limit(bytes), async {
+        let mut session = dialer.open(&ExecCommand::shell(&script, false)).await?;
+        let mut buf = vec![0u8; CHUNK];
+        let first = session.stdout.read(&mut buf).await? as u64;
+        let started = Instant::now();
+        let mut total = first;
+        loop {
+            let n = session.stdout.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+        let elapsed = started.elapsed();
+        session.done.await?;
+        if total != bytes {
+            return Err(MeasureError::Unexpected(format!(
+                "stdout carried {total} bytes, expected {bytes}"
+            )));
+        }
+        Ok(mb_per_s(total - first, elapsed))
+    })
+    .await
+}
+
+/// `bytes` of zeros into the process's stdin; MB/s from the first write to the process's exit
+/// (its end is the only sign every byte was read).
+pub async fn stdin_throughput(dialer: &Dialer, bytes: u64) -> Result<f64, MeasureError> {
+    let script = "echo r; exec dd of=/dev/null bs=1048576 2>/dev/null";
+    within("stdin throughput", transfer_limit(bytes), async {
+        let mut session = dialer.open(&ExecCommand::shell(script, true)).await?;
+        read_until(&mut session, b'r').await?;
+        let mut stdin = session
+            .stdin
+            .take()
+            .ok_or_else(|| MeasureError::Unexpected("no stdin".into()))?;
+        let chunk = vec![0u8; CHUNK];
+        let started = Instant::now();
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(CHUNK as u64) as usize;
+            stdin.write_all(&chunk[..n]).await?;
+            left -= n as u64;
+        }
+        stdin.shutdown().await?;
+        drop(stdin);
+        finish(session).await?;
+        Ok(mb_per_s(bytes, started.elapsed()))
+    })
+    .await
+}
+
+/// Keystroke round trips on a tty running `cat`: one byte written, its echo read back.
+pub async fn tty_round_trips(dialer: &Dialer, count: usize) -> Result<Vec<Duration>, MeasureError> {
+    let limit = SHORT + Duration::from_millis(50) * count as u32;
+    within("tty round trips", limit, async {
+        let cmd = ExecCommand {
+            argv: vec!["cat".into()],
+            stdin: true,
+            tty: true,
+        };
+        let mut session = dialer.open(&cmd).await?;
+        let mut stdin = session
+            .stdin
+            .take()
+            .ok_or_else(|| MeasureError::Unexpected("no stdin".into()))?;
+        // The first echo includes setting the session up: not a sample.
+        stdin.write_all(b"x").await?;
+        stdin.flush().await?;
+        read_until(&mut session, b'x').await?;
+        let mut samples = Vec::with_capacity(count);
+        for _ in 0..count {
+            let started = Instant::now();
+            stdin.write_all(b"x").await?;
+            stdin.flush().await?;
+            read_until(&mut session, b'x').await?;
+            samples.push(started.elapsed());
+        }
+        // End the line, then end of file: cat exits.
+        stdin.write_all(b"\r\x04").await?;
+        stdin.flush().await?;
+        drop(stdin);
+        finish(session).await?;
+        Ok(samples)
+    })
+    .await
+}
+
+/// A plain TCP copy over loopback: the physical limit of a byte stream on this machine.
+pub async fn loopback_tcp(bytes: u64) -> Result<f64, MeasureError> {
+    within("loopback copy", transfer_limit(bytes), async {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let writer = tokio::spawn(async move {
+            let mut stream = TcpStream::connect(addr).await?;
+            let chunk = vec![0u8; CHUNK];
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(CHUNK as u64) as usize;
+                stream.write_all(&chunk[..n]).await?;
+                left -= n as u64;
+            }
+            stream.shutdown().await
+        });
+        let (mut stream, _) = listener.accept().await?;
+        let mut buf = vec![0u8; CHUNK];
+        let first = stream.read(&mut buf).await? as u64;
+        let started = Instant::now();
+        let mut total = first;
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+        let elapsed = started.elapsed();
+        writer
+            .await
+            .map_err(|e| MeasureError::Unexpected(e.to_string()))??;
+        Ok(mb_per_s(total - first, elapsed))
+    })
+    .await
+}
+
+/// Resident set size of a process, KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Sum of the RSS of each hop's processes, KiB.
+pub fn rss_per_hop(pids: &[(Hop, u32)]) -> BTreeMap<Hop, u64> {
+    let mut out = BTreeMap::new();
+    for (hop, pid) in pids {
+        *out.entry(*hop).or_insert(0) += rss_kib(*pid).unwrap_or(0);
+    }
+    out
+}
+
+/// What `n` concurrent idle sessions cost.
+#[derive(Debug, Clone)]
+pub struct IdleSessions {
+    pub sessions: usize,
+    /// Each session's setup (request → first byte), all being set up together.
+    pub setup: Vec<Duration>,
+    /// From the first request to the last session open.
+    pub open_all: Duration,
+    pub rss_before: BTreeMap<Hop, u64>,
+    pub rss_open: BTreeMap<Hop, u64>,
+}
+
+impl IdleSessions {
+    /// (RSS with the sessions open − before) / sessions, KiB, per hop.
+    pub fn rss_per_session(&self) -> BTreeMap<Hop, f64> {
+        self.rss_open
+            .iter()
+            .map(|(hop, open)| {
+                let before = self.rss_before.get(hop).copied().unwrap_or(0);
+                let grown = open.saturating_sub(before) as f64;
+                (*hop, grown / self.sessions.max(1) as f64)
+            })
+            .collect()
+    }
+}
+
+/// Opens `n` sessions running `cat` (each says `r` first), keeps them idle, measures each hop's
+/// RSS, then ends them all (stdin EOF).
+pub async fn idle_sessions(
+    dialer: Arc<Dialer>,
+    n: usize,
+    pids: &[(Hop, u32)],
+) -> Result<IdleSessions, MeasureError> {
+    let limit = Duration::from_secs(120) + Duration::from_millis(200) * n as u32;
+    let rss_before = rss_per_hop(pids);
+    let started = Instant::now();
+    let gate = Arc::new(tokio::sync::Semaphore::new(SETUP_PARALLELISM));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (dialer, gate) = (dialer.clone(), gate.clone());
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let begun = Instant::now();
+            let cmd = ExecCommand::shell("echo r; exec cat", true);
+            let mut session = dialer.open(&cmd).await?;
+            read_until(&mut session, b'r').await?;
+            Ok::<_, MeasureError>((begun.elapsed(), session))
+        });
+    }
+    let mut sessions = Vec::with_capacity(n);
+    let mut setup = Vec::with_capacity(n);
+    let mut failure = None;
+    let collect = async {
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok((elapsed, session))) => {
+                    setup.push(elapsed);
+                    sessions.push(session);
+                }
+                Ok(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                Err(e) => {
+                    failure.get_or_insert(MeasureError::Unexpected(e.to_string()));
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(limit, collect).await.is_err() {
+        failure.get_or_insert(MeasureError::Timeout {
+            what: format!("opening {n} sessions"),
+            limit,
+        });
+    }
+    let open_all = started.elapsed();
+    // Let allocations settle before reading the RSS.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_open = rss_per_hop(pids);
+    close_all(sessions).await;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(IdleSessions {
+        sessions: n,
+        setup,
+        open_all,
+        rss_before,
+        rss_open,
+    })
+}
+
+/// Ends idle `cat` sessions: stdin EOF, then wait for each (bounded).
+async fn close_all(sessions: Vec<Session>) {
+    let mut ends = tokio::task::JoinSet::new();
+    for mut session in sessions {
+        ends.spawn(async move {
+            if let Some(mut stdin) = session.stdin.take() {
+                let _ = stdin.shutdown().await;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(60), finish(session)).await;
+        });
+    }
+    while ends.join_next().await.is_some() {}
+}
+
+/// Real kubectl: wall time of `kubectl exec web -c app -- echo hi` (process start-up included).
+pub fn kubectl_exec(
+    kubectl: &Path,
+    kubeconfig: &Path,
+    websocket: bool,
+) -> Result<Duration, MeasureError> {
+    let started = Instant::now();
+    let mut command = std::process::Command::new(kubectl);
+    command
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["exec", "web", "-c", "app", "--", "echo", "hi"])
+        .stdin(std::process::Stdio::null());
+    if !websocket {
+        command.env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false");
+    }
+    let out = command.output()?;
+    let elapsed = started.elapsed();
+    if !out.status.success() || out.stdout != b"hi\n" {
+        return Err(MeasureError::Unexpected(format!(
+            "kubectl exec: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(elapsed)
+}

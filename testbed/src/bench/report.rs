@@ -1,0 +1,344 @@
+//! `bench.json` and the printed table: each path's figures, its ratio to the floor (raw
+//! `runc exec`), what the hop it adds costs, and the three targets, met or missed.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::paths::PathName;
+use super::stats::{round3, Percentiles};
+use super::BenchError;
+
+/// The whole chain may add this much to raw runc exec (p50).
+pub const TARGET_CHAIN_ADDED_MS: f64 = 3.0;
+/// stdout through every hop at least this fast (decimal MB/s).
+pub const TARGET_STDOUT_MB_S: f64 = 1000.0;
+/// An idle session may cost each hop at most this much RSS.
+pub const TARGET_IDLE_KIB: f64 = 64.0;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub quick: bool,
+    /// `release` or `debug`: which hop binaries were measured.
+    pub build: String,
+    pub cpus: usize,
+    pub setup_samples: usize,
+    pub transfer_bytes: u64,
+    pub loopback_mb_s: f64,
+    pub paths: BTreeMap<String, PathReport>,
+    /// Real kubectl (its process start-up included), reported apart from the paths.
+    pub kubectl: BTreeMap<String, Percentiles>,
+    pub concurrency: Vec<ConcurrencyReport>,
+    pub targets: Targets,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PathReport {
+    pub setup_ms: Percentiles,
+    pub stdout_mb_s: f64,
+    pub stdin_mb_s: f64,
+    /// Keystroke echo round trip (paths with a tty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tty_rtt_ms: Option<Percentiles>,
+    /// setup p50 / the floor's setup p50.
+    pub setup_ratio_to_floor: f64,
+    /// setup p50 − the path one hop below's p50: that hop's cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setup_added_ms: Option<f64>,
+    /// The hop this path adds over `below`.
+    pub hop_added: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub below: Option<String>,
+    /// stdout MB/s / loopback MB/s.
+    pub stdout_ratio_to_loopback: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConcurrencyReport {
+    pub sessions: usize,
+    pub path: String,
+    pub setup_ms: Percentiles,
+    pub open_all_s: f64,
+    /// RSS growth per idle session, KiB, per hop.
+    pub rss_kib_per_session: BTreeMap<String, f64>,
+    pub rss_kib_before: BTreeMap<String, u64>,
+    pub rss_kib_open: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub measured: f64,
+    pub limit: f64,
+    pub met: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Targets {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain_added_p50_ms: Option<Target>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout_all_hops_mb_s: Option<Target>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_rss_kib_per_session_per_hop: Option<Target>,
+}
+
+/// Raw per-path results before the cross-path figures are derived.
+#[derive(Debug, Clone)]
+pub struct PathFigures {
+    pub setup_ms: Percentiles,
+    pub stdout_mb_s: f64,
+    pub stdin_mb_s: f64,
+    pub tty_rtt_ms: Option<Percentiles>,
+}
+
+/// Derives ratios, hop costs and targets.
+pub fn assemble(
+    figures: &BTreeMap<PathName, PathFigures>,
+    loopback_mb_s: f64,
+    concurrency: Vec<ConcurrencyReport>,
+    kubectl: BTreeMap<String, Percentiles>,
+    meta: (bool, String, usize, usize, u64),
+) -> BenchReport {
+    let (quick, build, cpus, setup_samples, transfer_bytes) = meta;
+    let floor = figures.get(&PathName::Runc).map(|f| f.setup_ms.p50);
+    let mut paths = BTreeMap::new();
+    for (path, f) in figures {
+        let below = path.below();
+        let added = below
+            .and_then(|b| figures.get(&b))
+            .map(|b| round3(f.setup_ms.p50 - b.setup_ms.p50));
+        paths.insert(
+            path.name().to_string(),
+            PathReport {
+                setup_ms: rounded(f.setup_ms),
+                stdout_mb_s: round3(f.stdout_mb_s),
+                stdin_mb_s: round3(f.stdin_mb_s),
+                tty_rtt_ms: f.tty_rtt_ms.map(rounded),
+                setup_ratio_to_floor: floor
+                    .filter(|f| *f > 0.0)
+                    .map_or(0.0, |fl| round3(f.setup_ms.p50 / fl)),
+                setup_added_ms: added,
+                hop_added: path.hop_added().to_string(),
+                below: below.map(|b| b.name().to_string()),
+                stdout_ratio_to_loopback: if loopback_mb_s > 0.0 {
+                    round3(f.stdout_mb_s / loopback_mb_s)
+                } else {
+                    0.0
+                },
+            },
+        );
+    }
+    let targets = targets(figures, &concurrency);
+    BenchReport {
+        quick,
+        build,
+        cpus,
+        setup_samples,
+        transfer_bytes,
+        loopback_mb_s: round3(loopback_mb_s),
+        paths,
+        kubectl,
+        concurrency,
+        targets,
+    }
+}
+
+fn rounded(p: Percentiles) -> Percentiles {
+    Percentiles {
+        p50: round3(p.p50),
+        p90: round3(p.p90),
+        p99: round3(p.p99),
+    }
+}
+
+fn targets(
+    figures: &BTreeMap<PathName, PathFigures>,
+    concurrency: &[ConcurrencyReport],
+) -> Targets {
+    let floor = figures.get(&PathName::Runc);
+    let chain = figures.get(&PathName::ApiserverWs);
+    let chain_added_p50_ms = floor.zip(chain).map(|(floor, chain)| {
+        let added = round3(chain.setup_ms.p50 - floor.setup_ms.p50);
+        // Which hop spends the most of it: the largest neighbour difference on the WS path.
+        let steps = [
+            (PathName::Shim, PathName::Runc),
+            (PathName::Cri, PathName::Shim),
+            (PathName::KubeletProxy, PathName::Cri),
+            (PathName::ApiserverWs, PathName::KubeletProxy),
+        ];
+        let worst = steps
+            .iter()
+            .filter_map(|(upper, lower)| {
+                let d = figures.get(upper)?.setup_ms.p50 - figures.get(lower)?.setup_ms.p50;
+                Some((upper.hop_added(), d))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        Target {
+            measured: added,
+            limit: TARGET_CHAIN_ADDED_MS,
+            met: added <= TARGET_CHAIN_ADDED_MS,
+            detail: match worst {
+                Some((hop, d)) => {
+                    format!("apiserver-ws p50 − runc p50; largest step: {hop} +{d:.2} ms")
+                }
+                None => "apiserver-ws p50 − runc p50".into(),
+            },
+        }
+    });
+    let stdout_all_hops_mb_s = chain.map(|c| {
+        // The slowest hop: the first path down the chain whose rate drops most.
+        let order = [
+            PathName::Runc,
+            PathName::Shim,
+            PathName::Cri,
+            PathName::KubeletProxy,
+            PathName::ApiserverWs,
+        ];
+        let mut worst: Option<(&str, f64)> = None;
+        for pair in order.windows(2) {
+            if let (Some(lo), Some(hi)) = (figures.get(&pair[0]), figures.get(&pair[1])) {
+                let drop = lo.stdout_mb_s - hi.stdout_mb_s;
+                if worst.is_none_or(|(_, d)| drop > d) {
+                    worst = Some((pair[1].hop_added(), drop));
+                }
+            }
+        }
+        Target {
+            measured: round3(c.stdout_mb_s),
+            limit: TARGET_STDOUT_MB_S,
+            met: c.stdout_mb_s >= TARGET_STDOUT_MB_S,
+            detail: match worst {
+                Some((hop, d)) => format!("apiserver-ws stdout; largest drop: {hop} −{d:.0} MB/s"),
+                None => "apiserver-ws stdout".into(),
+            },
+        }
+    });
+    let idle_rss_kib_per_session_per_hop =
+        concurrency.iter().max_by_key(|c| c.sessions).and_then(|c| {
+            let (hop, kib) = c
+                .rss_kib_per_session
+                .iter()
+                .max_by(|a, b| a.1.total_cmp(b.1))?;
+            Some(Target {
+                measured: round3(*kib),
+                limit: TARGET_IDLE_KIB,
+                met: *kib <= TARGET_IDLE_KIB,
+                detail: format!("{} idle sessions; largest: {hop}", c.sessions),
+            })
+        });
+    Targets {
+        chain_added_p50_ms,
+        stdout_all_hops_mb_s,
+        idle_rss_kib_per_session_per_hop,
+    }
+}
+
+impl BenchReport {
+    pub fn write_json(&self, path: &Path) -> Result<(), BenchError> {
+        let text = serde_json::to_vec_pretty(self)
+            .map_err(|e| BenchError::Output(format!("bench.json: {e}")))?;
+        std::fs::write(path, text)
+            .map_err(|e| BenchError::Output(format!("{}: {e}", path.display())))
+    }
+
+    /// The table printed at the end of a run.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "execlab bench ({}, {} build, {} CPUs, {} setup samples/path, {} MiB transfers)",
+            if self.quick { "quick" } else { "full" },
+            self.build,
+            self.cpus,
+            self.setup_samples,
+            self.transfer_bytes / (1024 * 1024)
+        );
+        let _ = writeln!(
+            t,
+            "{:<17} {:>8} {:>8} {:>8} {:>7} {:>9}  {:>9} {:>9} {:>8}  hop added",
+            "path", "p50 ms", "p90 ms", "p99 ms", "×floor", "+ms", "out MB/s", "in MB/s", "tty ms"
+        );
+        for path in PathName::ALL {
+            let Some(p) = self.paths.get(path.name()) else {
+                continue;
+            };
+            let added = p
+                .setup_added_ms
+                .map_or("-".to_string(), |a| format!("{a:+.2}"));
+            let tty = p
+                .tty_rtt_ms
+                .map_or("-".to_string(), |r| format!("{:.2}", r.p50));
+            let _ = writeln!(
+                t,
+                "{:<17} {:>8.2} {:>8.2} {:>8.2} {:>7.2} {:>9}  {:>9.0} {:>9.0} {:>8}  {}",
+                path.name(),
+                p.setup_ms.p50,
+                p.setup_ms.p90,
+                p.setup_ms.p99,
+                p.setup_ratio_to_floor,
+                added,
+                p.stdout_mb_s,
+                p.stdin_mb_s,
+                tty,
+                p.hop_added
+            );
+        }
+        let _ = writeln!(t, "loopback TCP copy: {:.0} MB/s", self.loopback_mb_s);
+        for (how, p) in &self.kubectl {
+            let _ = writeln!(
+                t,
+                "kubectl exec ({how}, process start-up included): p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms",
+                p.p50, p.p90, p.p99
+            );
+        }
+        for c in &self.concurrency {
+            let per_hop: Vec<String> = c
+                .rss_kib_per_session
+                .iter()
+                .map(|(hop, kib)| format!("{hop} {kib:.1}"))
+                .collect();
+            let _ = writeln!(
+                t,
+                "{:>5} idle sessions ({}): setup p50 {:.1} ms p99 {:.1} ms, all open in {:.2} s; RSS KiB/session: {}",
+                c.sessions,
+                c.path,
+                c.setup_ms.p50,
+                c.setup_ms.p99,
+                c.open_all_s,
+                per_hop.join(", ")
+            );
+        }
+        let verdict = |t: &Option<Target>, name: &str, unit: &str, cmp: &str| match t {
+            Some(t) => format!(
+                "{name}: {:.2} {unit} ({cmp} {} {unit}) {} — {}\n",
+                t.measured,
+                t.limit,
+                if t.met { "MET" } else { "MISSED" },
+                t.detail
+            ),
+            None => format!("{name}: not measured\n"),
+        };
+        t.push_str(&verdict(
+            &self.targets.chain_added_p50_ms,
+            "target chain adds",
+            "ms",
+            "≤",
+        ));
+        t.push_str(&verdict(
+            &self.targets.stdout_all_hops_mb_s,
+            "target stdout all hops",
+            "MB/s",
+            "≥",
+        ));
+        t.push_str(&verdict(
+            &self.targets.idle_rss_kib_per_session_per_hop,
+            "target idle RSS",
+            "KiB/session/hop",
+            "≤",
+        ));
+        t
+    }
+}
