@@ -238,10 +238,28 @@ async fn copy_stdin_to_pipe(fifo: AsyncFd<OwnedFd>, mut pipe: pipe::Sender, clos
                     break;
                 }
             },
-            _ = close.notified() => break,
+            _ = close.notified() => {
+                // CloseIO follows the caller's last write: what is still in the FIFO belongs
+                // to the process before its end of input.
+                while let Some(n) = read_pending(&fifo, &mut buf) {
+                    if pipe.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                break;
+            }
         }
     }
     // Dropping the pipe's write end is the process's end of input.
+}
+
+/// Reads what a FIFO holds right now, without waiting: `None` at end of input, when it is
+/// empty, or on error.
+fn read_pending(fd: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> Option<usize> {
+    match raw_read(fd.as_raw_fd(), buf) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
+    }
 }
 
 /// Starts the copy tasks between a pty master and the FIFOs of a terminal process.
@@ -305,7 +323,14 @@ async fn copy_stdin_to_master(
                     }
                 }
             },
-            _ = close.notified() => break,
+            _ = close.notified() => {
+                while let Some(n) = read_pending(&fifo, &mut buf) {
+                    if write_all_ready(&master, &buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                break;
+            }
         }
     }
 }

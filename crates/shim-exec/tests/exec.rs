@@ -172,6 +172,67 @@ async fn exec_streams_exit_codes_and_errors() {
     assert_eq!(out_r.join().expect("out"), b"before close\n");
     shim.delete_exec(CTR, "e5").await;
 
+    // The streaming server's order: write everything, close the writer, CloseIO at once, while
+    // the process has not read yet (its pipe is full, more waits in the FIFO). What is still in
+    // the FIFO must reach the process before its end of input. Repeated: before the fix, each
+    // round lost the FIFO's tail with probability 1/2.
+    for round in 0..6 {
+        let exec_id = format!("e5b{round}");
+        let (inp, out) = (
+            lab.fifo(&format!("{exec_id}.in")),
+            lab.fifo(&format!("{exec_id}.out")),
+        );
+        let out_r = read_fifo(&out);
+        let req = Shim::exec_request(
+            CTR,
+            &exec_id,
+            &["sh", "-c", "sleep 0.3; cat"],
+            false,
+            [&inp, &out, Path::new("")],
+        );
+        shim.task.exec(ctx(), &req).await.expect("Exec");
+        start_exec(&shim, &exec_id).await;
+        // Fits in the pipe, the copy buffer and the FIFO, so the writer finishes at once.
+        let input: Vec<u8> = (0..100u32 << 10).map(|i| (i % 251) as u8).collect();
+        let writer = {
+            let (inp, input) = (inp.clone(), input.clone());
+            std::thread::spawn(move || {
+                let mut w = open_fifo_writer(&inp);
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&w);
+                // SAFETY: fcntl on a descriptor `w` keeps open; this thread may block.
+                unsafe {
+                    let flags = libc::fcntl(fd, libc::F_GETFL);
+                    libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+                }
+                w.write_all(&input).expect("write stdin");
+            })
+        };
+        tokio::task::spawn_blocking(move || writer.join().expect("writer"))
+            .await
+            .expect("join");
+        shim.task
+            .close_io(
+                ctx(),
+                &CloseIORequest {
+                    id: CTR.into(),
+                    exec_id: exec_id.clone(),
+                    stdin: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("CloseIO");
+        assert_eq!(shim.wait(CTR, &exec_id).await, 0);
+        let echoed = out_r.join().expect("out");
+        assert_eq!(
+            echoed.len(),
+            input.len(),
+            "stdin lost at CloseIO (round {round})"
+        );
+        assert!(echoed == input, "stdin reordered");
+        shim.delete_exec(CTR, &exec_id).await;
+    }
+
     // runc's own failure text, from its JSON log.
     let (out, err) = (lab.fifo("e6.out"), lab.fifo("e6.err"));
     let (out_r, err_r) = (read_fifo(&out), read_fifo(&err));
