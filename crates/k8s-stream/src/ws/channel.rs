@@ -79,7 +79,8 @@ impl ChannelCodec {
         self.protocol
     }
 
-    /// Encodes a data chunk for `channel` (one copy of `payload`).
+    /// Encodes a data chunk for `channel` (one copy of `payload`). Base64 subprotocols can name
+    /// channels 0–79 only (the digit must stay one ASCII byte); exec uses 0–4.
     pub fn encode_data(&self, channel: u8, payload: &[u8]) -> EncodedMessage {
         if self.protocol.is_base64() {
             let engine = base64::engine::general_purpose::STANDARD;
