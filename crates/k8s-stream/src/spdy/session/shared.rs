@@ -325,11 +325,6 @@ impl Shared {
         wake.extend(inner.queue.take_waiters());
     }
 
-    /// The error an operation reports once the connection is gone.
-    pub(crate) fn conn_gone(inner: &Inner) -> Option<SessionError> {
-        inner.conn_error.clone()
-    }
-
     /// The error a sending operation reports: the connection is gone or can no longer be written.
     pub(crate) fn send_gone(inner: &Inner) -> Option<SessionError> {
         inner
