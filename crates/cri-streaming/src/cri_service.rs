@@ -219,6 +219,10 @@ impl RuntimeService for CriService {
     async fn exec(&self, req: Request<ExecRequest>) -> Reply<ExecResponse> {
         let trace = trace_of(&req);
         let url = self.runtime.exec_url(req.into_inner(), trace)?;
+        if let Some(trace) = &trace {
+            hop_kit::exec_session_span(trace)
+                .in_scope(|| tracing::info!(event = "cri_exec", "streaming URL issued"));
+        }
         Ok(Response::new(ExecResponse { url }))
     }
 

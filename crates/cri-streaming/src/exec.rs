@@ -58,6 +58,8 @@ pub struct ExecStreams {
     pub stdout: Option<BoxWrite>,
     pub stderr: Option<BoxWrite>,
     pub resize: Option<mpsc::Receiver<TerminalSize>>,
+    /// Cancelled when the client's connection is gone (the process is then killed).
+    pub client_gone: Option<CancellationToken>,
 }
 
 /// What ended an exec.
@@ -214,11 +216,19 @@ impl Runtime {
         };
         let shim = &target.shim;
         let id = target.id.as_str();
+        tracing::info!(event = "shim_exec", %exec_id, "asking the shim to exec");
         shim.exec(id, &exec_id, &io, spec, trace)
             .await
             .map_err(|e| CriError::shim(format!("failed to create exec \"{exec_id}\""), &e))?;
         let pid = match shim.start(id, &exec_id, trace).await {
-            Ok(pid) => pid,
+            Ok(pid) => {
+                tracing::info!(
+                    event = "process_started",
+                    pid,
+                    "the shim started the process"
+                );
+                pid
+            }
             Err(e) => {
                 delete_exec(shim, id, &exec_id, trace).await;
                 return Err(CriError::shim(
@@ -325,7 +335,7 @@ impl ExecSession {
         streams: ExecStreams,
         timeout: Option<Duration>,
     ) -> Result<ExecEnd, CriError> {
-        let client_gone = CancellationToken::new();
+        let client_gone = streams.client_gone.clone().unwrap_or_default();
         let mut outputs = Vec::new();
         outputs.push(tokio::spawn(
             copy_output(fifos.stdout, streams.stdout, client_gone.clone()).in_current_span(),
@@ -392,6 +402,7 @@ impl ExecSession {
         };
         let result = match ended {
             Ended::Exited(Ok(code)) => {
+                tracing::info!(event = "exit", code, "the process exited");
                 // Drain: the shim closes the FIFOs once the process's output is copied.
                 let drain = futures_util::future::join_all(outputs.iter_mut());
                 tokio::select! {
@@ -488,6 +499,7 @@ async fn copy_output(
     client_gone: CancellationToken,
 ) {
     let mut buf = vec![0u8; IO_BUFFER];
+    let mut first = true;
     loop {
         let n = match fifo.read(&mut buf).await {
             Ok(0) => break,
@@ -497,6 +509,13 @@ async fn copy_output(
                 break;
             }
         };
+        if std::mem::take(&mut first) {
+            tracing::info!(
+                event = "first_byte",
+                bytes = n,
+                "first output of the process"
+            );
+        }
         if let Some(w) = to.as_mut() {
             if let Err(e) = w.write_all(&buf[..n]).await {
                 tracing::info!(error = %e, "client stopped receiving output");

@@ -7,6 +7,7 @@
 
 pub mod attach;
 pub mod config;
+pub mod connection_watch;
 pub mod container;
 pub mod container_io;
 pub mod container_log;

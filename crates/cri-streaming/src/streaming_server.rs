@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::attach::run_attach;
+use crate::connection_watch::{ClientGone, WatchedConnection};
 use crate::errdefs::GoStrings;
 use crate::exec::{ExecEnd, ExecStreams};
 use crate::runtime::{Runtime, StreamRequest};
@@ -133,6 +134,7 @@ fn handle(
         .unwrap_or_else(TraceParent::new_root);
     let span = hop_kit::exec_session_span(&trace);
     let _entered = span.enter();
+    tracing::info!(event = "token", kind, "token redeemed");
 
     let upgrade = match negotiate(req.headers(), &ServerProtocols::streaming_server()) {
         Ok(u) => u,
@@ -144,7 +146,7 @@ fn handle(
             return resp;
         }
     };
-    tracing::info!(%peer, protocol = ?upgrade.protocol, kind, "stream upgrade");
+    tracing::info!(event = "upgrade", %peer, protocol = ?upgrade.protocol, kind, "stream upgrade");
     let protocol = upgrade.protocol;
     let session = async move {
         let upgraded = match hyper::upgrade::on(req).await {
@@ -154,13 +156,19 @@ fn handle(
                 return;
             }
         };
+        let (upgraded, client_gone) = WatchedConnection::new(upgraded, Some(config.idle_timeout));
         let serve_config = ServeConfig {
             idle_timeout: Some(config.idle_timeout),
             ..ServeConfig::default()
         };
         let session = match parked {
             StreamRequest::Exec { request, .. } => {
-                run_exec(&runtime, request, upgraded, protocol, &serve_config, &trace).boxed()
+                let conn = Connection {
+                    io: upgraded,
+                    protocol,
+                    client_gone,
+                };
+                run_exec(&runtime, request, conn, &serve_config, &trace).boxed()
             }
             StreamRequest::Attach { request, .. } => {
                 run_attach(&runtime, request, upgraded, protocol, &serve_config).boxed()
@@ -193,16 +201,27 @@ fn exec_options(req: &ExecRequest) -> ExecOptions {
 
 /// One exec session: streams from the client, the process through the shim, the outcome on the
 /// error stream.
+/// An upgraded connection with what we know about it.
+struct Connection<T> {
+    io: T,
+    protocol: StreamProtocol,
+    client_gone: ClientGone,
+}
+
 async fn run_exec<T>(
     runtime: &Runtime,
     request: ExecRequest,
-    io: T,
-    protocol: StreamProtocol,
+    conn: Connection<T>,
     config: &ServeConfig,
     trace: &TraceParent,
 ) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
+    let Connection {
+        io,
+        protocol,
+        client_gone,
+    } = conn;
     let opts = exec_options(&request);
     let serve = serve_gated(io, |io| {
         k8s_stream::exec::serve(io, protocol, &opts, config)
@@ -227,6 +246,7 @@ async fn run_exec<T>(
         stdout,
         stderr,
         resize,
+        client_gone: Some(client_gone),
     };
     let started = std::time::Instant::now();
     let result = runtime
@@ -249,7 +269,7 @@ async fn run_exec<T>(
             ),
         },
         Ok(ExecEnd::ClientGone) => {
-            tracing::info!(elapsed = ?started.elapsed(), "exec ended: client disconnected");
+            tracing::info!(event = "close", elapsed = ?started.elapsed(), "exec ended: client disconnected");
             // Nobody is left to read a status; close what remains.
             let _ = tokio::time::timeout(
                 Duration::from_secs(1),
@@ -260,7 +280,7 @@ async fn run_exec<T>(
         }
         Err(e) => ExecOutcome::Failed(e.context("failed to exec in container").message),
     };
-    tracing::info!(elapsed = ?started.elapsed(), ?outcome, "exec ended");
+    tracing::info!(event = "close", elapsed = ?started.elapsed(), ?outcome, "exec ended");
     if let Err(e) = status.finish(outcome).await {
         tracing::debug!(error = %e, "writing the exec status");
     }

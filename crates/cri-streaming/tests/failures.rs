@@ -159,6 +159,106 @@ async fn a_client_that_vanishes_mid_stream_frees_everything() {
         eventually("exec process killed", || processes_with(&marker).is_empty()).await;
         eventually("exec FIFOs removed", || lab.exec_dir_entries() == 0).await;
     }
+    // A silent process: the dropped connection itself is noticed.
+    for transport in [Transport::Spdy, Transport::WebSocketV5] {
+        let marker = unique_sleep();
+        let req = exec_request(
+            &container,
+            &["sh", "-c", &format!("echo up; exec sleep {marker}")],
+            false,
+            false,
+        );
+        let url = cri.exec(req.clone()).await.expect("Exec").into_inner().url;
+        let (mut streams, connection) =
+            dial_exec_severable(&url, transport, &options_of(&req)).await;
+        let mut up = [0u8; 3];
+        streams
+            .stdout
+            .as_mut()
+            .expect("stdout")
+            .read_exact(&mut up)
+            .await
+            .expect("up");
+        eventually("sleep running", || !processes_with(&marker).is_empty()).await;
+        connection.abort();
+        drop(streams);
+        eventually("silent exec process killed", || {
+            processes_with(&marker).is_empty()
+        })
+        .await;
+        eventually("exec FIFOs removed", || lab.exec_dir_entries() == 0).await;
+    }
+    lab.remove_pod(&mut cri, &sandbox).await;
+    lab.stop().await;
+}
+
+/// A `sleep` argument no other process has, to find the process by its command line.
+fn unique_sleep() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}{:05}{}",
+        9,
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed) + 10
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_streaming_connections_time_out() {
+    let lab = Lab::start(LabOptions {
+        idle_timeout: Some("2s"),
+        ..Default::default()
+    })
+    .await;
+    let mut cri = lab.cri().await;
+    let (sandbox, container) = lab.run_pod(&mut cri, "idle").await;
+    // Output every 0.5 s keeps a 3.5 s session alive.
+    let req = exec_request(
+        &container,
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5 6 7; do echo $i; sleep 0.5; done",
+        ],
+        false,
+        false,
+    );
+    let result = collect(exec(&mut cri, req, Transport::Spdy).await).await;
+    assert_eq!(result.stdout, b"1\n2\n3\n4\n5\n6\n7\n");
+    assert_eq!(result.outcome, Ok(()));
+    // A silent one is cut after 2 s (before the client's first ping at 5 s).
+    for transport in [Transport::Spdy, Transport::WebSocketV5] {
+        let marker = unique_sleep();
+        let req = exec_request(
+            &container,
+            &["sh", "-c", &format!("exec sleep {marker}")],
+            false,
+            false,
+        );
+        let started = Instant::now();
+        let mut streams = exec(&mut cri, req, transport).await;
+        let mut sink = Vec::new();
+        let read = streams
+            .stdout
+            .as_mut()
+            .expect("stdout")
+            .read_to_end(&mut sink)
+            .await;
+        let outcome = streams.outcome.await;
+        let elapsed = started.elapsed();
+        eprintln!("{transport:?}: idle session cut after {elapsed:?}: {read:?} / {outcome:?}");
+        assert!(outcome.is_err(), "{transport:?}: {outcome:?}");
+        assert!(
+            elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(5),
+            "{transport:?}: {elapsed:?}"
+        );
+        eventually("idle exec process killed", || {
+            processes_with(&marker).is_empty()
+        })
+        .await;
+        eventually("exec FIFOs removed", || lab.exec_dir_entries() == 0).await;
+    }
     lab.remove_pod(&mut cri, &sandbox).await;
     lab.stop().await;
 }

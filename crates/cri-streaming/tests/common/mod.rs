@@ -52,6 +52,7 @@ pub fn shim_binary() -> PathBuf {
 #[derive(Default)]
 pub struct LabOptions {
     pub token_ttl: Option<&'static str>,
+    pub idle_timeout: Option<&'static str>,
     /// Run inside `unshare -m` with the shim runtime dir on a tmpfs of this size.
     pub tiny_runtime_tmpfs: Option<&'static str>,
 }
@@ -102,6 +103,10 @@ impl Lab {
         if let Some(ttl) = opts.token_ttl {
             args.push("--stream-token-ttl".into());
             args.push(ttl.into());
+        }
+        if let Some(idle) = opts.idle_timeout {
+            args.push("--stream-idle-timeout".into());
+            args.push(idle.into());
         }
         let exe = env!("CARGO_BIN_EXE_cri-streaming");
         let mut cmd = match opts.tiny_runtime_tmpfs {
