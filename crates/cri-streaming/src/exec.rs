@@ -11,12 +11,14 @@
 //! deleted, ExecSync keeps at most 16 MiB per stream and its timeout text is
 //! `timeout <d> exceeded: context deadline exceeded`.
 //!
-//! A client that goes away mid-session (its stdout/stderr write fails or its stdin breaks): the
-//! exec'd process is killed with SIGKILL and the session's resources are freed. containerd
-//! instead leaves the process running until it exits by itself; execlab frees it so nothing
-//! leaks. A shim that dies mid-session: Wait fails with `ttrpc: closed: unknown`, the FIFOs
-//! reach EOF, the exec'd process (no longer anyone's child we can reach through the shim) is
-//! killed by pid, and the session reports the failure on the error stream.
+//! A client that goes away mid-session (its connection reaches EOF or fails, an output write
+//! fails, or the connection idles past `--stream-idle-timeout`, see `connection_watch`): the
+//! exec'd process is killed with SIGKILL and the session's FIFOs and shim exec entry are freed.
+//! containerd instead leaves the process running until it exits by itself; execlab frees it so
+//! nothing leaks (children it forked inside the container are not killed, as with containerd's
+//! exec kill). A shim that dies mid-session: Wait fails with `ttrpc: closed: unknown`, the exec'd
+//! process (no longer reachable through the shim) is killed by the pid the shim reported at
+//! Start, and the session reports `failed while waiting for exec "<id>": ...` on the error stream.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};

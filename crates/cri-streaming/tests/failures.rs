@@ -10,7 +10,11 @@ use common::{
     collect, dial_exec, dial_exec_severable, dial_refused, exec, exec_request, options_of,
     processes_mentioning, processes_with, Lab, LabOptions, Transport,
 };
-use cri_api::runtime::v1::{ExecRequest, ExecSyncRequest};
+use cri_api::runtime::v1::image_service_client::ImageServiceClient;
+use cri_api::runtime::v1::{
+    ExecRequest, ExecSyncRequest, ImageSpec, ImageStatusRequest, ListImagesRequest,
+    PullImageRequest,
+};
 use k8s_stream::remotecommand::RemoteError;
 use tokio::io::AsyncReadExt;
 
@@ -74,6 +78,65 @@ async fn bad_requests_get_upstream_texts() {
         let err = cri.exec(req).await.expect_err(&text);
         assert_eq!((err.code(), err.message()), (code, text.as_str()));
     }
+    // RPCs cri-streaming does not implement say so.
+    let err = cri
+        .port_forward(cri_api::runtime::v1::PortForwardRequest::default())
+        .await
+        .expect_err("port forward");
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+
+    // The image service answers for the configured image only.
+    let mut images = ImageServiceClient::new(lab.channel().await);
+    let listed = images
+        .list_images(ListImagesRequest::default())
+        .await
+        .expect("ListImages")
+        .into_inner()
+        .images;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].repo_tags, ["docker.io/library/busybox:latest"]);
+    let spec = |image: &str| {
+        Some(ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        })
+    };
+    let status = images
+        .image_status(ImageStatusRequest {
+            image: spec("busybox"),
+            verbose: false,
+        })
+        .await
+        .expect("ImageStatus")
+        .into_inner();
+    assert_eq!(status.image.map(|i| i.id), Some(listed[0].id.clone()));
+    let pulled = images
+        .pull_image(PullImageRequest {
+            image: spec("docker.io/library/busybox"),
+            ..Default::default()
+        })
+        .await
+        .expect("PullImage")
+        .into_inner();
+    assert_eq!(pulled.image_ref, listed[0].id);
+    let missing = images
+        .image_status(ImageStatusRequest {
+            image: spec("nginx"),
+            verbose: false,
+        })
+        .await
+        .expect("ImageStatus")
+        .into_inner();
+    assert!(missing.image.is_none());
+    let err = images
+        .pull_image(PullImageRequest {
+            image: spec("nginx"),
+            ..Default::default()
+        })
+        .await
+        .expect_err("not configured");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
     let url = cri.exec(base).await.expect("Exec").into_inner().url;
     let token = url
         .strip_prefix(&format!("http://{}/exec/", lab.stream_addr))

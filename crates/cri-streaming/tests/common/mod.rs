@@ -164,6 +164,11 @@ impl Lab {
     }
 
     pub async fn cri(&self) -> Cri {
+        RuntimeServiceClient::new(self.channel().await).max_decoding_message_size(64 * 1024 * 1024)
+    }
+
+    /// A gRPC channel over the CRI unix socket.
+    pub async fn channel(&self) -> Channel {
         let socket = self.socket.clone();
         let channel = Endpoint::try_from("http://[::]:50051")
             .expect("endpoint")
@@ -176,7 +181,7 @@ impl Lab {
             }))
             .await
             .expect("connect CRI");
-        RuntimeServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024)
+        channel
     }
 
     /// Runs a pod `name` with container `app` (`sleep`), returns (sandbox id, container id).
