@@ -22,7 +22,6 @@ use crate::container_io::IO_BUFFER;
 use crate::exec::{BoxRead, BoxWrite};
 use crate::runtime::{CriError, Runtime};
 use crate::shim::Shim;
-use crate::startup_gate::serve_gated;
 use crate::store::OutputChunk;
 
 type SharedStdin = Arc<AsyncMutex<Option<pipe::Sender>>>;
@@ -85,10 +84,7 @@ pub(crate) async fn run_attach<T>(
         stderr: request.stderr,
         tty: request.tty,
     };
-    let serve = serve_gated(io, |io| {
-        k8s_stream::exec::serve(io, protocol, &opts, config)
-    });
-    let streams = match serve.await {
+    let streams = match k8s_stream::exec::serve(io, protocol, &opts, config).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "attach streams not set up");

@@ -22,7 +22,6 @@ pub mod runtime;
 pub mod sandbox;
 pub mod server;
 pub mod shim;
-pub mod startup_gate;
 pub mod store;
 pub mod streaming_server;
 pub mod token_cache;

@@ -30,7 +30,6 @@ use crate::connection_watch::{ClientGone, WatchedConnection};
 use crate::errdefs::GoStrings;
 use crate::exec::{ExecEnd, ExecStreams};
 use crate::runtime::{Runtime, StreamRequest};
-use crate::startup_gate::serve_gated;
 
 /// Go's `http.NotFound` body.
 pub const NOT_FOUND_BODY: &str = "404 page not found\n";
@@ -223,10 +222,7 @@ async fn run_exec<T>(
         client_gone,
     } = conn;
     let opts = exec_options(&request);
-    let serve = serve_gated(io, |io| {
-        k8s_stream::exec::serve(io, protocol, &opts, config)
-    });
-    let streams = match serve.await {
+    let streams = match k8s_stream::exec::serve(io, protocol, &opts, config).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "exec streams not set up");
