@@ -45,6 +45,9 @@ pub enum LabCommand {
     /// Measure each hop's cost: setup latency, throughput, tty round trip and idle sessions on
     /// every path from raw runc exec up to the whole chain; writes OUT/bench.json and SVG plots.
     Bench(crate::bench::cli::BenchArgs),
+    /// Reproduce a production failure of kubectl exec in a lab of its own and say whether
+    /// kubectl printed what production printed (exit 0) or not (exit 1); --list lists them.
+    Fault(crate::fault::cli::FaultArgs),
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +86,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, LabError> {
         LabCommand::Down(args) => down_command(&args.dir),
         LabCommand::Status(args) => runtime.block_on(status_command(&args.dir)),
         LabCommand::Bench(args) => runtime.block_on(crate::bench::cli::bench_command(&args)),
+        LabCommand::Fault(args) => crate::fault::cli::fault_command(&args),
     }
 }
 

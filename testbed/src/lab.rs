@@ -5,6 +5,7 @@
 //! Starting is cancel-safe: the lab under construction owns every process it started, so an
 //! error or a dropped `start` future stops and sweeps them.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -56,6 +57,43 @@ pub struct LabConfig {
     /// Give up starting after this long.
     pub ready_timeout: Duration,
     pub progress: ProgressMode,
+    /// Flags put on a hop's command line after the lab's own, each replacing the first flag of
+    /// the same name: a fault lab moves a listener (`--stream-addr`) or pins one (`--listen`).
+    pub hop_flags: Vec<HopFlag>,
+}
+
+/// One flag of [`LabConfig::hop_flags`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HopFlag {
+    pub hop: Hop,
+    /// `--listen`, `--stream-addr`, ...
+    pub name: String,
+    pub value: String,
+}
+
+impl HopFlag {
+    pub fn new(hop: Hop, name: &str, value: impl ToString) -> Self {
+        Self {
+            hop,
+            name: name.to_owned(),
+            value: value.to_string(),
+        }
+    }
+}
+
+/// `args` with `flags` of `hop` applied: a flag already there gets the new value, others are
+/// appended.
+fn apply_hop_flags(mut args: Vec<OsString>, hop: Hop, flags: &[HopFlag]) -> Vec<OsString> {
+    for flag in flags.iter().filter(|f| f.hop == hop) {
+        match args.iter().position(|a| *a == *flag.name) {
+            Some(at) if at + 1 < args.len() => args[at + 1] = flag.value.clone().into(),
+            _ => {
+                args.push(flag.name.clone().into());
+                args.push(flag.value.clone().into());
+            }
+        }
+    }
+    args
 }
 
 impl LabConfig {
@@ -74,6 +112,7 @@ impl LabConfig {
             wait_for_pod: true,
             ready_timeout: Duration::from_secs(30),
             progress: ProgressMode::Quiet,
+            hop_flags: Vec::new(),
         }
     }
 }
@@ -247,6 +286,7 @@ impl Lab {
             kubelet_addr: self.kubelet_addr,
         }
         .args(hop);
+        let args = apply_hop_flags(args, hop, &self.config.hop_flags);
         let log = self.layout.log_file(hop);
         let process = HopProcess::spawn(
             hop,
@@ -435,6 +475,59 @@ impl Lab {
     /// The lab's shim-exec processes (started by cri-streaming).
     pub fn shim_pids(&self) -> Vec<u32> {
         sweep::shim_pids(&self.layout)
+    }
+
+    /// The configuration the lab runs with; changes apply to hops started from now on
+    /// ([`Lab::restart_hop`]).
+    pub fn config_mut(&mut self) -> &mut LabConfig {
+        &mut self.config
+    }
+
+    /// Stops one hop while the rest of the lab runs on: `crash` kills it with SIGKILL (no
+    /// clean-up of its own, as a crashed daemon), otherwise SIGTERM and its grace period.
+    pub fn stop_hop(&mut self, hop: Hop, crash: bool) -> Option<Ending> {
+        let process = self.processes.iter_mut().find(|p| p.hop() == hop)?;
+        Some(if crash {
+            process.kill()
+        } else {
+            let grace = if hop == Hop::CriStreaming {
+                GRACE_RUNTIME
+            } else {
+                GRACE_API
+            };
+            process.stop(grace)
+        })
+    }
+
+    /// Starts `hop` again after [`Lab::stop_hop`] (stopping it first if it still runs), with the
+    /// lab's current configuration and on the address it had, since the other hops know it by
+    /// that address; returns once it is healthy.
+    pub async fn restart_hop(&mut self, hop: Hop) -> Result<(), LabError> {
+        let pki = self.pki.clone().ok_or_else(|| LabError::BadFile {
+            path: self.layout.pki_dir(),
+            message: "the lab has no PKI yet".into(),
+        })?;
+        let _ = self.stop_hop(hop, false);
+        self.processes.retain(|p| p.hop() != hop);
+        self.record.hops.retain(|h| h.hop != hop);
+        let pinned = match hop {
+            Hop::KubeletStream => self.kubelet_addr.map(|a| ("--listen", a)),
+            Hop::ApiserverProxy => self.apiserver_addr.map(|a| ("--listen", a)),
+            Hop::CriStreaming => self.cri_stream_addr.map(|a| ("--stream-addr", a)),
+            Hop::ShimExec => None,
+        };
+        if let Some((name, addr)) = pinned {
+            let flags = &mut self.config.hop_flags;
+            flags.retain(|f| !(f.hop == hop && f.name == name));
+            flags.push(HopFlag::new(hop, name, addr));
+        }
+        let addr_file = self.layout.addr_file(hop);
+        let _ = std::fs::remove_file(&addr_file);
+        // The new process starts a fresh log; the old one is kept beside it.
+        let log = self.layout.log_file(hop);
+        let _ = std::fs::rename(&log, log.with_extension("before-restart.log"));
+        let deadline = Instant::now() + self.config.ready_timeout;
+        self.start_hop(hop, &pki, deadline).await.map(|_| ())
     }
 
     /// `Err(HopExited)` for the first hop that is no longer running.

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bins;
 pub mod cli;
 pub mod error;
+pub mod fault;
 pub mod hop;
 pub mod kubeconfig;
 pub mod lab;
@@ -27,6 +28,6 @@ pub mod sweep;
 
 pub use error::LabError;
 pub use hop::Hop;
-pub use lab::{down, Lab, LabConfig, StopReport};
+pub use lab::{down, HopFlag, Lab, LabConfig, StopReport};
 pub use layout::LabLayout;
 pub use progress::ProgressMode;

@@ -133,6 +133,16 @@ impl HopProcess {
         self.exit
     }
 
+    /// SIGKILL at once (a crash: the process gets no chance to clean up); reaps the child.
+    pub fn kill(&mut self) -> Ending {
+        if let Some(status) = self.poll_exit() {
+            return Ending::AlreadyExited(describe(status));
+        }
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        self.exit = self.child.wait().ok();
+        Ending::Killed
+    }
+
     /// SIGTERM, wait up to `grace`, then SIGKILL; always reaps the child.
     pub fn stop(&mut self, grace: Duration) -> Ending {
         if let Some(status) = self.poll_exit() {

@@ -1,0 +1,171 @@
+//! Seed 000: `OCI runtime exec failed: open /tmp/runc-process…: no space left on device`.
+//!
+//! The shim (go-runc in containerd's, shim-exec here) writes each exec's process spec to a temp
+//! file `runc-process<random>` in `$XDG_RUNTIME_DIR` (the temp dir when unset: the seed's
+//! `/tmp`) and hands it to `runc exec --process`. The lab's shims have `DIR/xdg` as that dir;
+//! the scenario mounts a tiny tmpfs over it, in the private mount namespace it runs in: with no
+//! free inode the file cannot be created (`open` form), with no free block it cannot be written
+//! (`write` form). Then it proves nothing leaked: no temp file, no runc process, no new
+//! descriptor in the shim.
+
+use std::time::{Duration, Instant};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use crate::fault::expect::literal;
+use crate::fault::isolate::ensure_own_namespace;
+use crate::fault::kubectl::Client;
+use crate::fault::{kubectl_checks, Check, Expected, FaultError, FaultReport, FaultRun};
+use crate::lab::Lab;
+use crate::procfs;
+
+/// The two ways the file can fail: the tmpfs options and the Go operation named in the error.
+const FORMS: [(&str, &str, &str, bool); 2] = [
+    (
+        "open",
+        "size=64k,nr_inodes=1",
+        "inodes exhausted: the runc-process file cannot be created",
+        false,
+    ),
+    (
+        "write",
+        "size=4k",
+        "blocks exhausted (a 4 KiB file fills the tmpfs): the file is created, writing fails",
+        true,
+    ),
+];
+
+pub fn run(run: &FaultRun) -> Result<FaultReport, FaultError> {
+    ensure_own_namespace("mnt")?;
+    let mut report = FaultReport::new("enospc", "000");
+    let lab = run.start_lab(run.lab_config("lab"))?;
+    let result = forms(&lab, &mut report);
+    let _ = umount2(&lab.layout().xdg_dir(), MntFlags::MNT_DETACH);
+    result?;
+    report.notes.push(format!(
+        "The tmpfs was mounted on {} in a private mount namespace (`unshare --mount\n\
+         --propagation private`), so the host never saw it. Look at DIR/logs/shim-exec lines in\n\
+         cri-streaming.log and the shim's log for the failed Start. Fix: free space (or inodes)\n\
+         where the shim's XDG_RUNTIME_DIR (or TMPDIR) points; containerd's shim writes there for\n\
+         every exec.",
+        lab.layout().xdg_dir().display()
+    ));
+    run.stop_lab(lab)?;
+    Ok(report)
+}
+
+fn forms(lab: &Lab, report: &mut FaultReport) -> Result<(), FaultError> {
+    let xdg = lab.layout().xdg_dir();
+    let shim = *lab
+        .shim_pids()
+        .first()
+        .ok_or_else(|| FaultError::Setup("the lab has no shim-exec process".into()))?;
+    let children_before = children_of(shim);
+    let fds_before = fd_count(shim);
+    for (op, options, what, fill) in FORMS {
+        mount(
+            Some("tmpfs"),
+            &xdg,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(options),
+        )
+        .map_err(|e| FaultError::Setup(format!("mount tmpfs on {}: {e}", xdg.display())))?;
+        if fill {
+            std::fs::write(xdg.join("fill"), vec![0u8; 4096])
+                .map_err(|e| FaultError::io("filling the tmpfs", e))?;
+        }
+        let tail = format!(
+            "error executing command in container: failed to exec in container: failed to start exec \"{{hex64}}\": OCI runtime exec failed: {op} {}/runc-process{{n}}: no space left on device: unknown",
+            literal(&xdg.display().to_string())
+        );
+        let spdy = Expected::new(
+            format!("error: Internal error occurred: {tail}"),
+            1,
+            format!("failures.md row 2 / §2 [spdy] (siderolabs/talos#9007 shows `write`; seed 000 shows `open`); the temp dir is the shims' XDG_RUNTIME_DIR {}", xdg.display()),
+        );
+        let ws = Expected::new(
+            format!("error: Internal error occurred: Internal error occurred: {tail}"),
+            1,
+            "failures.md §2 [ws]: streamtranslator.go wraps the plain error again (doubled prefix, seen in user reports)",
+        );
+        let expected = [
+            (Client::Ws132, ws),
+            (Client::Spdy132, spdy.clone()),
+            (Client::Spdy120, spdy),
+        ];
+        let title = format!("{op} form — {what}");
+        kubectl_checks(
+            report,
+            lab,
+            &title,
+            &["exec", "web", "-c", "app", "--", "echo", "never"],
+            &expected,
+        )?;
+
+        let mut left: Vec<String> = std::fs::read_dir(&xdg)
+            .map_err(|e| FaultError::io(format!("reading {}", xdg.display()), e))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let want: Vec<String> = if fill { vec!["fill".into()] } else { vec![] };
+        report.checks.push(Check::fact(
+            &format!("{op} form — no runc-process file left behind"),
+            &format!("ls {}", xdg.display()),
+            &format!("{want:?}"),
+            "go-runc removes the temp file when writing it fails (shim-exec does the same)",
+            &format!("{left:?}"),
+            left == want,
+        ));
+        umount2(&xdg, MntFlags::MNT_DETACH)
+            .map_err(|e| FaultError::Setup(format!("umount {}: {e}", xdg.display())))?;
+    }
+
+    let runc: Vec<String> = crate::sweep::lab_processes(lab.layout())
+        .into_iter()
+        .filter(|p| p.program() == "runc")
+        .map(|p| format!("{} {}", p.pid, p.cmdline.join(" ")))
+        .collect();
+    let children_after = children_of(shim);
+    report.checks.push(Check::fact(
+        "no runc or exec process left",
+        &format!("ps --ppid {shim}; pgrep runc"),
+        &format!("shim {shim}'s children {children_before:?}, no runc"),
+        "runc never ran: the failure is before `runc exec`",
+        &format!("shim {shim}'s children {children_after:?}, runc {runc:?}"),
+        runc.is_empty() && children_after == children_before,
+    ));
+    // Copy tasks end asynchronously: give the count a moment to settle.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut fds_after = fd_count(shim);
+    while fds_after != fds_before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        fds_after = fd_count(shim);
+    }
+    report.checks.push(Check::fact(
+        "the shim's descriptor count is unchanged",
+        &format!("ls /proc/{shim}/fd | wc -l"),
+        &format!("{fds_before}"),
+        "no FIFO or file descriptor leaks per failed exec",
+        &format!("{fds_after}"),
+        fds_after == fds_before,
+    ));
+    Ok(())
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut children: Vec<u32> = procfs::processes()
+        .into_iter()
+        .filter(|p| procfs::parent_pid(p.pid) == Some(pid))
+        .map(|p| p.pid)
+        .collect();
+    children.sort_unstable();
+    children
+}
