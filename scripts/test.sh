@@ -41,6 +41,7 @@ step fmt        cargo fmt --all -- --check
 # transfers (1 GiB streams) and start the release hops, and CI has 2 cores and 30 minutes.
 step release    cargo build --release --workspace --all-targets
 step clippy     cargo clippy --workspace --all-targets -- -D warnings
+step fuzz       scripts/fuzz.sh
 # The whole suite runs in parallel on a loaded machine: the lab tests get a lenient ready-time
 # budget there, and the 2 s budget is checked on its own at the end, on the release build.
 export EXECLAB_READY_BUDGET_MS="${EXECLAB_READY_BUDGET_MS:-20000}"
@@ -62,11 +63,10 @@ ready_time() {
     awk -v s="$secs" 'BEGIN { exit !(s < 2.0) }' || { echo "ready in $secs s: over the 2 s budget" >&2; return 1; }
 }
 
+step ready-time ready_time
+
 if cargo nextest --version >/dev/null 2>&1; then
     step tests   cargo nextest run --release --workspace --no-fail-fast --failure-output final
-    step doctest cargo test --release --workspace --doc
 else
     step tests   cargo test --release --workspace --no-fail-fast
 fi
-step fuzz       scripts/fuzz.sh
-step ready-time ready_time
