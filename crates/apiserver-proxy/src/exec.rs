@@ -234,6 +234,7 @@ pub async fn handle(
     let span = hop_kit::exec_session_span(&trace);
     async move {
         tracing::info!(
+            event = "accept",
             user = %user.name,
             namespace = %target.namespace,
             pod = %target.name,
@@ -241,6 +242,8 @@ pub async fn handle(
             "{} request",
             kind.kubelet_path()
         );
+        // The handler runs once authentication and authorization passed.
+        tracing::info!(event = "authn", user = %user.name, groups = ?user.groups, "authorized");
         let opts = match StreamOptions::from_query(kind, req.uri().query().unwrap_or("")) {
             Ok(opts) => opts,
             Err(status) => return status.into_response(),

@@ -61,6 +61,7 @@ pub async fn proxy_upgrade(
         backend_headers(client_headers, &traceparent.child()),
     )
     .with_tls(Some(tls));
+    tracing::info!(event = "dial", url = %kubelet_url, "dialing the kubelet");
     let outcome = match request.send_following_redirect().await {
         Ok(outcome) => outcome,
         Err(err) => {
@@ -79,7 +80,7 @@ pub async fn proxy_upgrade(
             resp
         }
         hop_kit::UpgradeOutcome::Switched { response, io } => {
-            tracing::info!("kubelet switched protocols; splicing");
+            tracing::info!(event = "upgrade", "kubelet switched protocols; splicing");
             let mut kubelet_io = io;
             tokio::spawn(
                 async move {
@@ -89,12 +90,15 @@ pub async fn proxy_upgrade(
                             match hop_kit::splice(&mut client_io, &mut kubelet_io).await {
                                 Ok((up, down)) => {
                                     tracing::info!(
+                                        event = "close",
                                         bytes_to_kubelet = up,
                                         bytes_to_client = down,
                                         "stream closed"
                                     )
                                 }
-                                Err(err) => tracing::info!(error = %err, "stream ended"),
+                                Err(err) => {
+                                    tracing::info!(event = "close", error = %err, "stream ended")
+                                }
                             }
                         }
                         Err(err) => tracing::warn!(error = %err, "client upgrade failed"),

@@ -89,13 +89,16 @@ pub async fn serve(
             let backend = dial_kubelet(kubelet_url, tls, backend_trace, exec_opts);
             match k8s_stream::translate::translate(front, backend).await {
                 Ok(report) => tracing::info!(
+                    event = "close",
                     status = %report.status.status,
                     message = %report.status.message,
                     stdin_bytes = report.stdin_bytes,
                     output_bytes = report.output_bytes,
                     "translated session ended"
                 ),
-                Err(err) => tracing::info!(error = %err, "translated session failed"),
+                Err(err) => {
+                    tracing::info!(event = "close", error = %err, "translated session failed")
+                }
             }
         }
         .in_current_span(),
@@ -118,6 +121,7 @@ pub async fn dial_kubelet(
     headers.insert(hop_kit::TRACEPARENT, traceparent.header_value());
     let request =
         hop_kit::UpgradeRequest::new(url.clone(), Method::POST, headers).with_tls(Some(tls));
+    tracing::info!(event = "dial", url = %url, "dialing the kubelet");
     let outcome = request.send_following_redirect().await.map_err(|err| {
         ExecError::Other(format!(
             "error sending request: {}",
@@ -127,7 +131,7 @@ pub async fn dial_kubelet(
     match outcome {
         hop_kit::UpgradeOutcome::Switched { response, io } => {
             let version = validate_spdy_response(response.status, &response.headers, b"")?;
-            tracing::info!(%version, "kubelet switched protocols");
+            tracing::info!(event = "upgrade", %version, "kubelet switched protocols");
             exec::connect(io, StreamProtocol::Spdy(version), &opts).await
         }
         hop_kit::UpgradeOutcome::Refused { response, body } => {

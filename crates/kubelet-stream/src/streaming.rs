@@ -99,6 +99,7 @@ impl StreamingContext {
         let this = self.clone();
         async move {
             tracing::info!(
+                event = "accept",
                 kind = kind.as_str(),
                 namespace = %target.namespace,
                 pod = %target.pod,
@@ -106,6 +107,8 @@ impl StreamingContext {
                 ?command,
                 "stream requested"
             );
+            // Routed here only once the auth filter let the request through.
+            tracing::info!(event = "authn", "authorized");
             this.serve_traced(kind, target, command, options, trace, req)
                 .await
         }
@@ -137,6 +140,7 @@ impl StreamingContext {
             }
         };
         tracing::debug!(%url, "runtime streaming URL");
+        tracing::info!(event = "cri_exec", mode = ?self.mode, "runtime returned a streaming URL");
         match self.mode {
             StreamingMode::Redirect => found(req.method(), &url),
             StreamingMode::Proxy => self.proxy(req, &url, &forwarded).await,
@@ -234,6 +238,7 @@ impl StreamingContext {
         }
         headers.insert(TRACEPARENT, forwarded.header_value());
         let request = UpgradeRequest::new(url, req.method().clone(), headers);
+        tracing::info!(event = "dial", "dialing the streaming server");
         let outcome = match request.send().await {
             Ok(outcome) => outcome,
             Err(err) => return proxy_error(&err.proxy_error_text()),
@@ -276,12 +281,14 @@ impl StreamingContext {
                         let mut client = TokioIo::new(client);
                         match splice(&mut client, &mut runtime_io).await {
                             Ok((to_runtime, to_client)) => tracing::info!(
+                                event = "close",
                                 to_runtime,
                                 to_client,
                                 elapsed_ms = started.elapsed().as_millis() as u64,
                                 "stream ended"
                             ),
                             Err(err) => tracing::info!(
+                                event = "close",
                                 error = %err,
                                 elapsed_ms = started.elapsed().as_millis() as u64,
                                 "stream ended with an error"
@@ -294,7 +301,7 @@ impl StreamingContext {
                 *switched.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
                 *switched.headers_mut() = response.headers;
                 switched.headers_mut().remove(CONTENT_LENGTH);
-                tracing::info!("stream upgraded");
+                tracing::info!(event = "upgrade", "stream upgraded");
                 switched
             }
         }

@@ -403,7 +403,7 @@ impl TaskService {
         };
         match self.run_exec(id, exec_id, &bundle, &stdio, &spec).await {
             Ok(pid) => {
-                tracing::info!(id, exec_id, pid, "exec started");
+                tracing::info!(event = "process_started", id, exec_id, pid, "exec started");
                 Ok(StartResponse {
                     pid,
                     ..Default::default()
@@ -452,6 +452,7 @@ impl TaskService {
         };
         let spec_file = ProcessSpecFile::create(runtime_dir, spec)
             .map_err(|e| TaskError::Runtime(format!("{FAILED}: {e}")))?;
+        tracing::info!(event = "spec_file_written", path = %spec_file.path().display(), "process spec written");
         let pid_file = bundle.join(format!("{exec_id}.pid"));
         let log = bundle.join(format!("{exec_id}.exec-log.json"));
         let args = self.inner.runc.exec_args(
@@ -461,6 +462,7 @@ impl TaskService {
             console.as_ref().map(ConsoleSocket::path),
             &log,
         );
+        tracing::info!(event = "runc_started", "running runc exec");
         let run = self.run_runc(args, runc_stdio, console.as_ref()).await;
         // runc has returned (or never ran): the spec file and console socket go now.
         drop(spec_file);
@@ -553,6 +555,12 @@ impl TaskService {
             .await
             .map_err(|_| TaskError::process_not_found(&req.exec_id))?
             .ok_or_else(|| TaskError::process_not_found(&req.exec_id))?;
+        tracing::info!(
+            event = "exit",
+            exec_id = req.exec_id,
+            status = exit.status,
+            "waited"
+        );
         Ok(WaitResponse {
             exit_status: exit.status,
             exited_at: timestamp(exit.at),
@@ -910,6 +918,7 @@ impl Task for TaskService {
     async fn exec(&self, ctx: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
         let _g = request_span(ctx, "Exec").entered();
         tracing::info!(
+            event = "exec",
             id = req.id,
             exec_id = req.exec_id,
             terminal = req.terminal,
