@@ -5,8 +5,8 @@
 //! 1.20 speaks SPDY only (failures.md, "Observed").
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -78,6 +78,8 @@ pub fn unauthorized(run: &FaultRun) -> Result<FaultReport, FaultError> {
         files.cert.display()
     ));
     run.stop_lab(lab)?;
+    std::fs::remove_dir_all(&other)
+        .map_err(|e| FaultError::io(format!("removing {}", other.display()), e))?;
     Ok(report)
 }
 
