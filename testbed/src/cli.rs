@@ -48,6 +48,9 @@ pub enum LabCommand {
     /// Reproduce a production failure of kubectl exec in a lab of its own and say whether
     /// kubectl printed what production printed (exit 0) or not (exit 1); --list lists them.
     Fault(crate::fault::cli::FaultArgs),
+    /// Show one exec (the last, or --session) across every hop as a timeline: a table, a
+    /// Mermaid sequence diagram and an SVG, from the lab's logs.
+    Trace(crate::trace::cli::TraceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +90,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, LabError> {
         LabCommand::Status(args) => runtime.block_on(status_command(&args.dir)),
         LabCommand::Bench(args) => runtime.block_on(crate::bench::cli::bench_command(&args)),
         LabCommand::Fault(args) => crate::fault::cli::fault_command(&args),
+        LabCommand::Trace(args) => crate::trace::cli::trace_command(&args),
     }
 }
 

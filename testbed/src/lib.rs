@@ -25,6 +25,7 @@ pub mod record;
 pub mod status;
 pub mod supervise;
 pub mod sweep;
+pub mod trace;
 
 pub use error::LabError;
 pub use hop::Hop;
