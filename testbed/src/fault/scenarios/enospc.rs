@@ -44,8 +44,8 @@ pub fn run(run: &FaultRun) -> Result<FaultReport, FaultError> {
     result?;
     report.notes.push(format!(
         "The tmpfs was mounted on {} in a private mount namespace (`unshare --mount\n\
-         --propagation private`), so the host never saw it. Look at DIR/logs/shim-exec lines in\n\
-         cri-streaming.log and the shim's log for the failed Start. Fix: free space (or inodes)\n\
+         --propagation private`), so the host never saw it. Look at DIR/lab/logs/cri-streaming.log\n\
+         for the shim's failed Start. Fix: free space (or inodes)\n\
          where the shim's XDG_RUNTIME_DIR (or TMPDIR) points; containerd's shim writes there for\n\
          every exec.",
         lab.layout().xdg_dir().display()
