@@ -5,6 +5,7 @@
 
 pub mod addr_file;
 pub mod logging;
+pub mod metrics;
 pub mod session_id;
 pub mod tls;
 pub mod upgrade;
