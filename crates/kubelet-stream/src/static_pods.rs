@@ -311,6 +311,8 @@ fn pod_labels(pod: &StaticPod) -> HashMap<String, String> {
 }
 
 /// RunPodSandbox's config for `pod`. Every lab pod uses the host network (there is no CNI).
+/// As upstream's kubelet, a host-network sandbox gets no hostname: it shares the host's UTS
+/// namespace, and containerd refuses a hostname there.
 pub fn sandbox_config(pod: &StaticPod, attempt: usize) -> cri::PodSandboxConfig {
     cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
@@ -319,7 +321,7 @@ pub fn sandbox_config(pod: &StaticPod, attempt: usize) -> cri::PodSandboxConfig 
             namespace: pod.namespace().into(),
             attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
         }),
-        hostname: pod.name().into(),
+        hostname: String::new(),
         labels: pod_labels(pod),
         annotations: pod
             .manifest
@@ -429,6 +431,11 @@ mod tests {
             .map(|n| n.network);
         assert_eq!(network, Some(cri::NamespaceMode::Node as i32));
         assert_eq!(config.labels[LABEL_POD_UID], pod.uid());
+    }
+
+    #[test]
+    fn host_network_sandbox_has_no_hostname() {
+        assert_eq!(sandbox_config(&web(), 0).hostname, "");
     }
 
     #[test]
