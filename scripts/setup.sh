@@ -2,6 +2,7 @@
 # Installs what execlab needs on Debian 12, as root. Idempotent: installs only what is missing,
 # so a second run changes nothing and needs no network.
 #   - runc, busybox-static, iptables, conntrack, iproute2, ca-certificates, tmux (apt)
+#   - containerd (apt; only its binaries are used: labs run a private instance, never the service)
 #   - kubectl 1.20 (SPDY only) from Debian's kubernetes-client, extracted aside into
 #     /opt/execlab/kubectl-1.20/ — /usr/bin/kubectl is never replaced
 #   - kubectl (current, WebSocket v5) from pkgs.k8s.io, only when no kubectl is on PATH
@@ -30,7 +31,7 @@ apt_update_once() {
 }
 
 missing=()
-for pkg in runc busybox-static iptables conntrack iproute2 ca-certificates tmux; do
+for pkg in runc busybox-static iptables conntrack iproute2 ca-certificates tmux containerd; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
