@@ -1,11 +1,6 @@
 //! Every fault scenario, run as a user runs it (`execlab fault NAME`, the built binary): it must
 //! report REPRODUCED and exit 0, and leave nothing behind (no lab dir, process, mount or
 //! network namespace).
-//!
-//! Two scenarios currently differ from production in one text each, because of another hop's
-//! wording (not of the fault itself); those checks are listed in [`KNOWN_DIVERGENCES`] with the
-//! exact text our chain prints, so any other difference still fails the test. When the hop is
-//! fixed the scenario exits 0 and the entry is simply unused.
 
 use std::path::Path;
 use std::process::Command;
@@ -13,25 +8,6 @@ use std::time::Duration;
 
 use execlab::fault::kubectl::run_bounded;
 use execlab::procfs;
-
-/// (scenario, start of the observed text our chain prints instead of production's, why).
-const KNOWN_DIVERGENCES: &[(&str, &str, &str)] = &[
-    (
-        "nodeport-collision",
-        "error: Internal error occurred: unable to upgrade connection: malformed HTTP response: invalid HTTP version parsed",
-        "hop-kit upgrade.rs words an unparsable response as hyper does; Go's http.ReadResponse says `malformed HTTP status code \"command:\"`",
-    ),
-    (
-        "nodeport-collision",
-        "Error from server:   (exit 1)",
-        "same body; kubectl's SPDY client decodes `malformed HTTP response: …` as a YAML map into an empty Status",
-    ),
-    (
-        "kubelet-restart",
-        "error: Internal error occurred: error reading from error stream: connection lost: peer closed connection without sending TLS close_notify",
-        "k8s-stream's SPDY session reports a lost connection on the error stream; spdystream closes streams with EOF, so the translator writes Success",
-    ),
-];
 
 fn execlab() -> &'static str {
     env!("CARGO_BIN_EXE_execlab")
@@ -76,26 +52,13 @@ fn run_fault(name: &str) {
         .into_iter()
         .filter(|(_, verdict)| verdict == "NOT REPRODUCED")
         .collect();
-    let unexplained: Vec<&(String, String)> = failed
-        .iter()
-        .filter(|(observed, _)| {
-            !KNOWN_DIVERGENCES
-                .iter()
-                .any(|(scenario, text, _)| *scenario == name && observed.starts_with(text))
-        })
-        .collect();
     assert!(
-        unexplained.is_empty(),
-        "{name}: checks not reproduced: {unexplained:?}\n{report}\n{}",
+        failed.is_empty(),
+        "{name}: checks not reproduced: {failed:?}\n{report}\n{}",
         out.stderr
     );
-    if failed.is_empty() {
-        assert_eq!(out.exit_code, Some(0), "{report}\n{}", out.stderr);
-        assert!(report.contains("\nverdict: REPRODUCED"), "{report}");
-    } else {
-        eprintln!("{name}: known divergences of other hops: {failed:?}");
-        assert_eq!(out.exit_code, Some(1), "{report}");
-    }
+    assert_eq!(out.exit_code, Some(0), "{report}\n{}", out.stderr);
+    assert!(report.contains("\nverdict: REPRODUCED"), "{report}");
     assert_nothing_left(&dir, &report);
 }
 

@@ -1,11 +1,12 @@
 //! What every network hop of execlab needs once: TLS loading and client-certificate identity
-//! ([`tls`]), the HTTP upgrade client and byte splice ([`upgrade`]), `--addr-file` writing
-//! ([`addr_file`]), the exec-session id carried in `traceparent` ([`session_id`]) and tracing
-//! setup ([`logging`]).
+//! ([`tls`]), the HTTP upgrade client and byte splice ([`upgrade`]) with Go's wording for an
+//! answer that is not HTTP ([`response_head`]), `--addr-file` writing ([`addr_file`]), the
+//! exec-session id carried in `traceparent` ([`session_id`]) and tracing setup ([`logging`]).
 
 pub mod addr_file;
 pub mod logging;
 pub mod metrics;
+pub mod response_head;
 pub mod session_id;
 pub mod tls;
 pub mod upgrade;

@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use url::Url;
 
+use crate::response_head::{go_read_response_error, HeadRecorder, RecordedHead};
 use crate::tls::go_tls_io_error_text;
 
 /// The connection after a 101, as a tokio stream.
@@ -355,6 +356,7 @@ async fn exchange<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (io, head) = HeadRecorder::new(io);
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake::<_, Empty<Bytes>>(TokioIo::new(io))
         .await
@@ -367,12 +369,12 @@ where
     let response = tokio::time::timeout(timeout, sender.send_request(request))
         .await
         .map_err(|_| DialError::Response("net/http: timeout awaiting response headers".into()))?
-        .map_err(|e| hyper_error(&e))?;
+        .map_err(|e| hyper_error(&e, &head))?;
     let mut response = response;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let on_upgrade = hyper::upgrade::on(&mut response);
         let (parts, _body) = response.into_parts();
-        let upgraded = on_upgrade.await.map_err(|e| hyper_error(&e))?;
+        let upgraded = on_upgrade.await.map_err(|e| hyper_error(&e, &head))?;
         return Ok(UpgradeOutcome::Switched {
             response: parts,
             io: TokioIo::new(upgraded),
@@ -390,11 +392,18 @@ where
     })
 }
 
-fn hyper_error(err: &hyper::Error) -> DialError {
-    if err.is_incomplete_message() {
-        DialError::Response("unexpected EOF".into())
-    } else if err.is_parse() {
-        DialError::Response(format!("malformed HTTP response: {err}"))
+/// hyper's failure to read the answer, worded as Go's `http.ReadResponse` words it for the same
+/// bytes (production's text), hyper's own words only where Go's check would have passed.
+fn hyper_error(err: &hyper::Error, head: &RecordedHead) -> DialError {
+    if err.is_incomplete_message() || err.is_parse() {
+        let go_text = go_read_response_error(&head.bytes());
+        DialError::Response(go_text.unwrap_or_else(|| {
+            if err.is_incomplete_message() {
+                "unexpected EOF".to_owned()
+            } else {
+                format!("malformed HTTP response: {err}")
+            }
+        }))
     } else {
         DialError::Send(err.to_string())
     }

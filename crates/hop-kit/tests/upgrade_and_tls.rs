@@ -163,6 +163,35 @@ async fn refused_connection_reads_like_go() {
     );
 }
 
+/// Seed 003: the dial lands on an app that is not HTTP (a Dubbo telnet port); the proxy's text
+/// must be what Go's http.ReadResponse says, not hyper's wording.
+#[tokio::test]
+async fn non_http_answer_reads_like_go() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.expect("accept");
+        let mut request = vec![0u8; 4096];
+        let _ = conn.read(&mut request).await;
+        let _ = conn
+            .write_all(b"Unsupported command: POST\r\ndubbo>")
+            .await;
+        let _ = conn.shutdown().await;
+    });
+    let url = Url::parse(&format!("http://{addr}/exec/x")).expect("url");
+    let err = tokio::time::timeout(
+        LIMIT,
+        dial_upgrade(&url, Method::POST, upgrade_headers(), None),
+    )
+    .await
+    .expect("bounded")
+    .expect_err("not HTTP");
+    assert_eq!(
+        err.proxy_error_text(),
+        "malformed HTTP status code \"command:\""
+    );
+}
+
 #[tokio::test]
 async fn splice_relays_until_both_sides_end() {
     let backend = spawn_backend().await;

@@ -455,3 +455,30 @@ fn syn_stream_buffered_before_the_session_starts_is_accepted() {
         });
     }
 }
+
+/// A connection that drops mid-stream ends the stream's reads with EOF after its buffered
+/// data, as spdystream does: remotecommand reads an error stream ended so as success (a kubelet
+/// restarted mid-exec leaves kubectl with exit 0, seed 000), so an error here would change what
+/// every client of the chain prints.
+#[tokio::test]
+async fn lost_connection_ends_reads_with_eof() {
+    let (mut peer, _session, mut incoming) = raw_server();
+    peer.syn_stream(1, &[("streamtype", "error")]).await;
+    let pending = timeout(T, incoming.next()).await.unwrap().unwrap();
+    let mut stream = pending.accept().await.unwrap();
+    assert!(matches!(peer.recv().await, Frame::SynReply(r) if r.stream_id.get() == 1));
+    peer.send(Frame::Data(k8s_stream::spdy::frame::Data {
+        stream_id: StreamId::new(1),
+        fin: false,
+        payload: "partial".into(),
+    }))
+    .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(peer);
+    let mut got = String::new();
+    timeout(T, stream.read_to_string(&mut got))
+        .await
+        .unwrap()
+        .expect("EOF, not an error");
+    assert_eq!(got, "partial");
+}

@@ -27,7 +27,8 @@ pub(crate) enum RecvEnd {
     Reset(RstStatus),
     /// We reset the stream ourselves.
     LocalReset(RstStatus),
-    Lost(SessionError),
+    /// The connection ended first (its cause stays with the session).
+    Lost,
 }
 
 pub(crate) struct StreamSlot {
@@ -289,7 +290,7 @@ impl Shared {
         inner.incoming_tx = None;
         for slot in inner.streams.values_mut() {
             if slot.recv_end.is_none() {
-                slot.recv_end = Some(RecvEnd::Lost(err.clone()));
+                slot.recv_end = Some(RecvEnd::Lost);
             }
             if !slot.send_end {
                 slot.send_end = true;
