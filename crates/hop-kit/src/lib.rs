@@ -1,11 +1,13 @@
 //! What every network hop of execlab needs once: TLS loading and client-certificate identity
 //! ([`tls`]), the HTTP upgrade client and byte splice ([`upgrade`]) with Go's wording for an
 //! answer that is not HTTP ([`response_head`]), `--addr-file` writing ([`addr_file`]), the
-//! exec-session id carried in `traceparent` ([`session_id`]) and tracing setup ([`logging`]).
+//! exec-session id carried in `traceparent` ([`session_id`]), tracing setup ([`logging`]),
+//! Prometheus metrics ([`metrics`]) and the OTLP span exporter ([`otlp`]).
 
 pub mod addr_file;
 pub mod logging;
 pub mod metrics;
+pub mod otlp;
 pub mod response_head;
 pub mod session_id;
 pub mod tls;

@@ -1,12 +1,18 @@
 //! `--log-format json|text`: one tracing-subscriber setup for every hop. Text goes to stderr for
 //! people; JSON lines (with the current span and its parents, so `session` is on every line of an
 //! exec session) are what `execlab` collects into `DIR/logs/<hop>.log`. The level comes from
-//! `RUST_LOG` (default `info`).
+//! `RUST_LOG` (default `info`). [`init_with`] adds the OTLP span exporter (`--otlp-endpoint`),
+//! which sees `info` and above whatever `RUST_LOG` says.
 
 use std::fmt;
 use std::str::FromStr;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::otlp::OtlpLayer;
 
 /// The `--log-format` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,19 +54,26 @@ pub struct LoggingInitError(String);
 
 /// Installs the global subscriber writing to stderr in `format`.
 pub fn init(format: LogFormat) -> Result<(), LoggingInitError> {
+    init_with(format, None)
+}
+
+/// [`init`], plus the OTLP exporter layer when given.
+pub fn init_with(format: LogFormat, otlp: Option<OtlpLayer>) -> Result<(), LoggingInitError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt
             .json()
             .with_current_span(true)
             .with_span_list(true)
-            .try_init(),
+            .boxed(),
     };
-    result.map_err(|e| LoggingInitError(e.to_string()))
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otlp.map(|layer| layer.with_filter(LevelFilter::INFO)))
+        .try_init()
+        .map_err(|e| LoggingInitError(e.to_string()))
 }
 
 #[cfg(test)]
