@@ -29,8 +29,9 @@ use cri_api::runtime::v1::{
     AttachRequest, ContainerState, ExecRequest, ExecSyncRequest, ExecSyncResponse,
 };
 use hop_kit::TraceParent;
+use k8s_stream::exec::PumpBuffer;
 use k8s_stream::remotecommand::TerminalSize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -500,12 +501,13 @@ async fn copy_output(
     mut to: Option<BoxWrite>,
     client_gone: CancellationToken,
 ) {
-    let mut buf = vec![0u8; IO_BUFFER];
+    // Grows with the traffic: an idle session holds a few KiB, not IO_BUFFER.
+    let mut buf = PumpBuffer::new(IO_BUFFER);
     let mut first = true;
     loop {
-        let n = match fifo.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
+        let chunk = match buf.read_from(&mut fifo).await {
+            Ok([]) => break,
+            Ok(chunk) => chunk,
             Err(e) => {
                 tracing::warn!(error = %e, "reading exec output");
                 break;
@@ -514,12 +516,12 @@ async fn copy_output(
         if std::mem::take(&mut first) {
             tracing::info!(
                 event = "first_byte",
-                bytes = n,
+                bytes = chunk.len(),
                 "first output of the process"
             );
         }
         if let Some(w) = to.as_mut() {
-            if let Err(e) = w.write_all(&buf[..n]).await {
+            if let Err(e) = w.write_all(chunk).await {
                 tracing::info!(error = %e, "client stopped receiving output");
                 client_gone.cancel();
                 return;
@@ -536,18 +538,18 @@ async fn copy_output(
 /// Client stdin → process stdin FIFO. EOF ends it (the caller then closes the process's
 /// stdin); a read error means the client went away.
 async fn copy_input(mut from: BoxRead, mut to: pipe::Sender, client_gone: CancellationToken) {
-    let mut buf = vec![0u8; IO_BUFFER];
+    let mut buf = PumpBuffer::new(IO_BUFFER);
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
+        let chunk = match buf.read_from(&mut from).await {
+            Ok([]) => break,
+            Ok(chunk) => chunk,
             Err(e) => {
                 tracing::info!(error = %e, "client stdin broke");
                 client_gone.cancel();
                 break;
             }
         };
-        if let Err(e) = to.write_all(&buf[..n]).await {
+        if let Err(e) = to.write_all(chunk).await {
             tracing::debug!(error = %e, "writing exec stdin");
             break;
         }

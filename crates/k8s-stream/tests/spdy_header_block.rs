@@ -107,15 +107,72 @@ fn truncated_block_is_an_error() {
     );
 }
 
+/// What a compressing peer (zlib with the SPDY dictionary, sync flush) sends for `plain`.
+fn deflated_block(plain: &[u8]) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut c = Compress::new(Compression::default(), true);
+    c.set_dictionary(DICTIONARY).unwrap();
+    let mut out = Vec::with_capacity(plain.len() + 1024);
+    loop {
+        let consumed = c.total_in() as usize;
+        c.compress_vec(&plain[consumed..], &mut out, FlushCompress::Sync)
+            .unwrap();
+        if c.total_in() as usize == plain.len() && out.len() < out.capacity() {
+            return out;
+        }
+        out.reserve(64 * 1024);
+    }
+}
+
 #[test]
 fn zip_bomb_is_refused() {
     let big = "a".repeat(4 * 1024 * 1024);
-    let mut enc = HeaderEncoder::new();
-    let mut block = Vec::new();
-    enc.encode([("x", big.as_str())], &mut block).unwrap();
+    let mut plain = Vec::new();
+    write_name_value_block([("x", big.as_str())], &mut plain);
+    let block = deflated_block(&plain);
     assert!(block.len() < 64 * 1024, "compresses well: {}", block.len());
     let err = HeaderDecoder::new(256 * 1024).decode(&block).unwrap_err();
     assert_eq!(err, HeaderBlockError::TooLarge(256 * 1024));
+}
+
+#[test]
+fn compressed_blocks_from_a_zlib_peer_are_read() {
+    let mut plain = Vec::new();
+    write_name_value_block([("streamtype", "stdout"), ("port", "80")], &mut plain);
+    let got = HeaderDecoder::default()
+        .decode(&deflated_block(&plain))
+        .unwrap();
+    assert_eq!(got[0], ("streamtype".to_string(), "stdout".to_string()));
+}
+
+#[test]
+fn encoder_writes_stored_blocks_and_keeps_no_deflate_state() {
+    // No window, hash table or pending buffer: the encoder is a flag and a scratch Vec.
+    assert!(std::mem::size_of::<HeaderEncoder>() <= 64);
+    let mut enc = HeaderEncoder::new();
+    let mut block = Vec::new();
+    enc.encode([("streamtype", "error")], &mut block).unwrap();
+    let mut plain = Vec::new();
+    write_name_value_block([("streamtype", "error")], &mut plain);
+    // zlib header + DICTID, one stored block holding the plain block, the sync flush.
+    assert_eq!(&block[..2], &[0x78, 0x3f]);
+    assert_eq!((u32::from(block[0]) * 256 + u32::from(block[1])) % 31, 0);
+    let len = plain.len() as u16;
+    assert_eq!(block[6], 0x00);
+    assert_eq!(&block[7..9], &len.to_le_bytes());
+    assert_eq!(&block[9..11], &(!len).to_le_bytes());
+    assert_eq!(&block[11..11 + plain.len()], &plain[..]);
+    assert_eq!(&block[11 + plain.len()..], &[0, 0, 0, 0xff, 0xff]);
+    // Blocks bigger than one stored block (64 KiB − 1) are split and still read back whole.
+    let big = "v".repeat(150 * 1024);
+    let mut second = Vec::new();
+    enc.encode([("x-big", big.as_str())], &mut second).unwrap();
+    let mut dec = HeaderDecoder::new(1024 * 1024);
+    dec.decode(&block).unwrap();
+    assert_eq!(
+        dec.decode(&second).unwrap(),
+        vec![("x-big".to_string(), big.clone())]
+    );
 }
 
 #[test]

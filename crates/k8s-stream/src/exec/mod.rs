@@ -26,7 +26,7 @@ pub use client::{
     connect, connect_with, ClientStreams, ConnectConfig, OutcomeFuture, ResizeSender,
 };
 pub use error::ExecError;
-pub use pump::{pump, PUMP_BUFFER};
+pub use pump::{pump, PumpBuffer, PUMP_BUFFER};
 pub use server::{
     error_stream_payload, serve, ExecOutcome, ServeConfig, ServerStreams, StatusSink,
 };

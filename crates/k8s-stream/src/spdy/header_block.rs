@@ -1,16 +1,18 @@
-//! SPDY/3 name/value header blocks and their zlib compression.
+//! SPDY/3 name/value header blocks and their zlib framing.
 //!
 //! Uncompressed layout: u32 pair count, then per pair u32 name length, name (lower-case), u32
-//! value length, value (several values for one name joined by NUL). Compression is one zlib
-//! stream (2-byte zlib header, preset [`DICTIONARY`]) per connection per direction, each block
+//! value length, value (several values for one name joined by NUL). On the wire each direction
+//! of a connection is one zlib stream (2-byte zlib header, preset [`DICTIONARY`]), each block
 //! ended by a sync flush, so a [`HeaderEncoder`] and a [`HeaderDecoder`] must live as long as the
-//! connection and see every header block in wire order.
+//! connection and see every header block in wire order. We send stored (level 0) deflate blocks
+//! and read whatever the peer's compressor makes.
 //!
 //! Checked against moby/spdystream `spdy/write.go` (writeHeaderValueBlock: lower-cased names,
 //! NUL-joined values, flush per block) and `spdy/read.go` (parseHeaderValueBlock, one lazily made
-//! decompressor fed exactly the block's bytes). Where spdystream fails the frame on an upper-case
+//! decompressor fed exactly the block's bytes; Go's `compress/zlib` reader checks only that the
+//! DICTID matches the SPDY dictionary). Where spdystream fails the frame on an upper-case
 //! or duplicated name, we accept it (lower-casing, keeping both) — headers are still meaningful.
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Decompress, FlushDecompress, Status};
 
 use super::dictionary::{DICTIONARY, DICTIONARY_ADLER32};
 
@@ -33,60 +35,65 @@ pub enum HeaderBlockError {
 }
 
 /// The compressing side of one connection direction.
+///
+/// Header blocks are emitted as zlib *stored* (uncompressed) deflate blocks, exactly what zlib
+/// writes at level 0 with a sync flush: the first block starts with the zlib header naming the
+/// SPDY/3 dictionary, each block is one or more stored blocks followed by the empty stored block
+/// of the sync flush. Every inflater reads this (the peer's keeps its usual 32 KiB window), and
+/// our side holds no deflate state at all: a real compressor costs ~300 KiB per connection
+/// (window, hash chains, pending buffer, most of it touched at init), which dominated an idle
+/// session's memory, while exec header blocks are a few dozen bytes sent once per stream.
+#[derive(Default)]
 pub struct HeaderEncoder {
-    compress: Compress,
+    /// The zlib header has been written (it precedes only the first block).
+    started: bool,
     plain: Vec<u8>,
 }
 
-impl Default for HeaderEncoder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// zlib header: CMF (deflate, 32 KiB window), FLG with FDICT and level "fastest"; the pair
+/// is a multiple of 31 as RFC 1950 requires.
+const ZLIB_HEADER: [u8; 2] = [0x78, 0x3f];
+/// Largest payload of one stored deflate block.
+const STORED_MAX: usize = 0xffff;
 
 impl HeaderEncoder {
     pub fn new() -> Self {
-        // Level does not matter for interop; a fast one keeps SYN_STREAM cheap.
-        let mut compress = Compress::new(Compression::new(6), true);
-        // set_dictionary only fails on a misused stream, which a fresh one is not.
-        let adler = compress.set_dictionary(DICTIONARY).unwrap_or(0);
-        debug_assert_eq!(adler, DICTIONARY_ADLER32);
-        HeaderEncoder {
-            compress,
-            plain: Vec::new(),
-        }
+        Self::default()
     }
 
-    /// Serialises `headers` as a name/value block and appends its compressed, sync-flushed
-    /// bytes to `dst`. Names are lower-cased; repeated names are joined into one NUL-separated
-    /// value at the position of their first occurrence.
+    /// Serialises `headers` as a name/value block and appends its zlib bytes (stored blocks,
+    /// then a sync flush) to `dst`. Names are lower-cased; repeated names are joined into one
+    /// NUL-separated value at the position of their first occurrence.
     pub fn encode<'a, I>(&mut self, headers: I, dst: &mut Vec<u8>) -> Result<(), HeaderBlockError>
     where
         I: IntoIterator<Item = (&'a str, &'a str)>,
     {
         self.plain.clear();
         write_name_value_block(headers, &mut self.plain);
-        let input = std::mem::take(&mut self.plain);
-        let result = self.compress_flush(&input, dst);
-        self.plain = input;
-        result
-    }
-
-    fn compress_flush(&mut self, input: &[u8], dst: &mut Vec<u8>) -> Result<(), HeaderBlockError> {
-        let mut consumed = 0;
-        loop {
-            dst.reserve(input.len() - consumed + 64);
-            let before_in = self.compress.total_in();
-            self.compress
-                .compress_vec(&input[consumed..], dst, FlushCompress::Sync)
-                .map_err(|e| HeaderBlockError::Zlib(e.to_string()))?;
-            consumed += (self.compress.total_in() - before_in) as usize;
-            // A sync flush is complete once all input is in and the output was not filled up.
-            if consumed == input.len() && dst.len() < dst.capacity() {
-                return Ok(());
-            }
+        if !std::mem::replace(&mut self.started, true) {
+            dst.extend_from_slice(&ZLIB_HEADER);
+            dst.extend_from_slice(&DICTIONARY_ADLER32.to_be_bytes());
         }
+        dst.reserve(self.plain.len() + 5 * (self.plain.len() / STORED_MAX + 2));
+        for chunk in self.plain.chunks(STORED_MAX) {
+            push_stored_block(chunk, dst);
+        }
+        // The sync flush: an empty stored block (`00 00 00 ff ff`).
+        push_stored_block(&[], dst);
+        Ok(())
     }
+}
+
+/// One non-final stored deflate block: header bits (BFINAL 0, BTYPE 00) padded to a byte,
+/// LEN and its one's complement little-endian, then the bytes. Output stays byte aligned, so
+/// blocks can be cut at any block boundary.
+fn push_stored_block(bytes: &[u8], dst: &mut Vec<u8>) {
+    debug_assert!(bytes.len() <= STORED_MAX);
+    let len = bytes.len() as u16;
+    dst.push(0x00);
+    dst.extend_from_slice(&len.to_le_bytes());
+    dst.extend_from_slice(&(!len).to_le_bytes());
+    dst.extend_from_slice(bytes);
 }
 
 /// The decompressing side of one connection direction.

@@ -38,6 +38,9 @@ use tokio_util::sync::PollSender;
 use super::channel::{ChannelCodec, ChannelFrame, EncodedMessage};
 use crate::remotecommand::WsProtocol;
 
+/// tungstenite's read buffer (and largest single socket read).
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
 /// Which end of the WebSocket this is (clients mask their frames).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WsRole {
@@ -170,7 +173,11 @@ pub async fn start<T>(
 where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    // tungstenite zero-fills its whole read buffer before the first read, so its default
+    // 128 KiB would be resident in every idle session; a TLS record is at most 16 KiB anyway,
+    // and a bigger message still gets room for all of it.
     let ws_cfg = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(Some(cfg.max_message_bytes))
         .max_frame_size(Some(cfg.max_message_bytes));
     let ws_role = match role {
@@ -183,8 +190,14 @@ where
     let codec = ChannelCodec::new(protocol);
     let cfg = Arc::new(cfg);
 
-    let mut inputs: Vec<Option<ChannelIn>> = (0..256).map(|_| None).collect();
-    let mut readers: Vec<Option<ChannelReader>> = (0..256).map(|_| None).collect();
+    // Only as many slots as channels are read: data for any other channel is dropped.
+    let slots = read_channels
+        .iter()
+        .map(|&ch| usize::from(ch) + 1)
+        .max()
+        .unwrap_or(0);
+    let mut inputs: Vec<Option<ChannelIn>> = (0..slots).map(|_| None).collect();
+    let mut readers: Vec<Option<ChannelReader>> = (0..slots).map(|_| None).collect();
     for &ch in read_channels {
         let (tx, rx) = mpsc::unbounded_channel();
         let cap = cfg.channel_buffer_bytes.clamp(1, u32::MAX as usize >> 4);
@@ -491,7 +504,9 @@ async fn read_loop<T>(
                 if payload.is_empty() {
                     continue;
                 }
-                let slot = &mut inputs[usize::from(channel)];
+                let Some(slot) = inputs.get_mut(usize::from(channel)) else {
+                    continue;
+                };
                 if let Some(input) = slot {
                     if !deliver(input, payload).await {
                         // The consumer went away: drop this channel's data from now on.
@@ -503,7 +518,9 @@ async fn read_loop<T>(
                 if channel >= cfg.channel_count {
                     break Err(format!("Close is targeted for a channel {channel} that is not valid, possible protocol error"));
                 }
-                inputs[usize::from(channel)] = None;
+                if let Some(slot) = inputs.get_mut(usize::from(channel)) {
+                    *slot = None;
+                }
             }
             Err(e) => break Err(e.to_string()),
         }
