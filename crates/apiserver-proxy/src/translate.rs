@@ -25,6 +25,7 @@ use http_body_util::Full;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use k8s_stream::exec::{self, ClientStreams, ExecError, ExecOptions, ServeConfig};
+use k8s_stream::go_quote;
 use k8s_stream::remotecommand::{
     negotiate, spdy_request_headers, validate_spdy_response, ProtocolVersion, ServerProtocols,
     StreamProtocol,
@@ -157,22 +158,4 @@ pub fn go_url_error(method: &str, url: &Url, err: &impl std::fmt::Display) -> St
         op.extend(chars.map(|c| c.to_ascii_lowercase()));
     }
     format!("{op} {}: {err}", go_quote(url.as_str()))
-}
-
-/// Go's `%q` for the ASCII text URLs and errors are made of.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }

@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
+use k8s_stream::go_quote;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes of the answer kept for the error text: more than any status line needs.
@@ -41,9 +42,8 @@ pub fn go_read_response_error(head: &[u8]) -> Option<String> {
     let code = status.split_once(' ').map_or(status, |(code, _)| code);
     let numeric = code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit());
     // Go's Atoi also takes a sign ("+12"), and only rejects a negative code afterwards.
-    let signed_ok = code.len() == 3
-        && code.starts_with('+')
-        && code[1..].bytes().all(|b| b.is_ascii_digit());
+    let signed_ok =
+        code.len() == 3 && code.starts_with('+') && code[1..].bytes().all(|b| b.is_ascii_digit());
     if !numeric && !signed_ok {
         return Some(bad_string("malformed HTTP status code", code));
     }
@@ -56,27 +56,6 @@ pub fn go_read_response_error(head: &[u8]) -> Option<String> {
 /// Go's `badStringError`: the description, then the value quoted as `%q` does.
 fn bad_string(what: &str, value: &str) -> String {
     format!("{what} {}", go_quote(value))
-}
-
-/// `%q` of a Go string: double quotes, with `"` and `\` escaped and control bytes as escapes.
-fn go_quote(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// `http.ParseHTTPVersion`: `HTTP/` then one digit, `.`, one digit.
@@ -113,7 +92,10 @@ pub struct RecordedHead(Arc<Mutex<Vec<u8>>>);
 
 impl RecordedHead {
     pub fn bytes(&self) -> Vec<u8> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 

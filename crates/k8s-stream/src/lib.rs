@@ -8,7 +8,10 @@
 //! - [`exec`]: typed exec streams (stdin/stdout/stderr/resize/error) over either transport, for the
 //!   server side (a streaming server) and the client side (the apiserver's translator, tests, bench).
 //! - [`translate`]: the apiserver's WebSocket v5 → SPDY stream translator.
+//! - [`go_quote()`]: Go's `%q`, for error texts quoted as production quotes them.
 pub mod exec;
+mod go_quote;
+pub use go_quote::go_quote;
 pub mod remotecommand;
 pub mod spdy;
 pub mod translate;

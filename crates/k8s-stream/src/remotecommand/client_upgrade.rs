@@ -12,10 +12,10 @@
 use http::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
 use http::StatusCode;
 
-use super::error_stream::go_quote;
 use super::negotiate::{HEADER_PROTOCOL_VERSION, HEADER_WEBSOCKET_PROTOCOL, SPDY_31};
 use super::status::Status;
 use super::version::{ProtocolVersion, WsProtocol};
+use crate::go_quote;
 
 /// Why a client's upgrade failed; `Display` is client-go's text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

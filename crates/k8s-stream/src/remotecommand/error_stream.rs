@@ -9,6 +9,7 @@ use super::status::{
     Status, CAUSE_EXIT_CODE, REASON_NON_ZERO_EXIT_CODE, STATUS_FAILURE, STATUS_SUCCESS,
 };
 use super::version::ProtocolVersion;
+use crate::go_quote;
 
 /// The failure of a remote command as client-go reports it; `Display` is client-go's exact text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,33 +121,6 @@ pub fn status_outcome(status: &Status) -> Result<(), RemoteError> {
         STATUS_FAILURE => Err(RemoteError::Failure(status.message.clone())),
         _ => Err(RemoteError::Protocol("unknown error".into())),
     }
-}
-
-/// Go's `%q` of a string (close enough for error texts: ASCII escapes, `\u` for the rest of
-/// the non-printables).
-pub(crate) fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]

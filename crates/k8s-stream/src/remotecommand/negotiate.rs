@@ -295,11 +295,11 @@ fn go_header_dump(headers: &HeaderMap) -> String {
             let values: Vec<String> = headers
                 .get_all(k)
                 .iter()
-                .map(|v| super::error_stream::go_quote(&String::from_utf8_lossy(v.as_bytes())))
+                .map(|v| crate::go_quote(&String::from_utf8_lossy(v.as_bytes())))
                 .collect();
             format!(
                 "{}:[]string{{{}}}",
-                super::error_stream::go_quote(&canonical_key(k.as_str())),
+                crate::go_quote(&canonical_key(k.as_str())),
                 values.join(", ")
             )
         })

@@ -16,6 +16,7 @@ mod ping;
 mod reason;
 mod rst_stream;
 mod settings;
+mod stream_block;
 mod stream_id;
 mod syn_reply;
 mod syn_stream;

@@ -1,8 +1,7 @@
 //! SYN_REPLY (type 2): accepts a stream and carries its response headers.
 use bytes::{Bytes, BytesMut};
 
-use super::head::encode_control;
-use super::{be_u32, ControlType, FrameError, Head, StreamId, FLAG_FIN};
+use super::{stream_block, ControlType, FrameError, Head, StreamId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SynReply {
@@ -14,32 +13,22 @@ pub struct SynReply {
 
 impl SynReply {
     pub fn load(head: &Head, payload: Bytes) -> Result<Self, FrameError> {
-        if payload.len() < 4 {
-            return Err(FrameError::BadLength {
-                frame: ControlType::SynReply,
-                len: payload.len(),
-            });
-        }
-        let stream_id = StreamId::new(be_u32(&payload, 0));
-        if stream_id.is_zero() {
-            return Err(FrameError::ZeroStreamId);
-        }
-        Ok(SynReply {
+        let (stream_id, fin, header_block) =
+            stream_block::load(ControlType::SynReply, head, payload)?;
+        Ok(Self {
             stream_id,
-            fin: head.flags & FLAG_FIN != 0,
-            header_block: payload.slice(4..),
+            fin,
+            header_block,
         })
     }
 
     pub fn encode(&self, dst: &mut BytesMut) {
-        let flags = if self.fin { FLAG_FIN } else { 0 };
-        encode_control(
+        stream_block::encode(
             ControlType::SynReply,
-            flags,
-            4 + self.header_block.len(),
+            self.stream_id,
+            self.fin,
+            &self.header_block,
             dst,
         );
-        dst.extend_from_slice(&self.stream_id.get().to_be_bytes());
-        dst.extend_from_slice(&self.header_block);
     }
 }
