@@ -482,3 +482,40 @@ async fn lost_connection_ends_reads_with_eof() {
         .expect("EOF, not an error");
     assert_eq!(got, "partial");
 }
+
+/// A peer that floods PINGs and never reads our echoes is pushed back by TCP: the session stops
+/// taking frames once its unwritten replies reach a bound, instead of queueing one per PING.
+#[tokio::test]
+async fn ping_flood_from_a_peer_that_does_not_read_is_pushed_back() {
+    const PINGS: u32 = 100_000;
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let (_session, _incoming) = Session::new(a, Role::Server, SessionConfig::default());
+    let (mut rd, mut wr) = tokio::io::split(b);
+    let mut flood = BytesMut::new();
+    for n in 0..PINGS {
+        Frame::Ping(Ping { id: 2 * n + 1 }).encode(&mut flood);
+    }
+    let total = flood.len();
+    let writer = tokio::spawn(async move {
+        wr.write_all(&flood).await.unwrap();
+        wr
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !writer.is_finished(),
+        "the session took all {total} bytes of PINGs while none of its echoes was read"
+    );
+    let reader = tokio::spawn(async move {
+        let mut echoed = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        while echoed < total {
+            match rd.read(&mut buf).await.unwrap() {
+                0 => break,
+                n => echoed += n,
+            }
+        }
+        echoed
+    });
+    let _wr = timeout(T, writer).await.unwrap().unwrap();
+    assert_eq!(timeout(T, reader).await.unwrap().unwrap(), total);
+}

@@ -8,7 +8,12 @@
 //!
 //! Memory is bounded: when a stream's buffer holds `stream_buffer_bytes`, the reader waits for
 //! that stream's consumer before reading the socket again, so TCP pushes back on the peer.
+//! Replies the peer provokes (PING echoes, SYN_REPLY / RST_STREAM for its streams) are bounded
+//! too: with [`MAX_UNWRITTEN_FRAMES`] frames not yet on the socket, the reader waits for the
+//! writer, as spdystream's reader blocks on writing its PING reply to a peer that does not read.
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -17,6 +22,9 @@ use super::shared::{RecvEnd, Shared, StreamSlot, Wakeups, MAX_PEER_STREAMS};
 use super::{Headers, IncomingStream, SessionError};
 use crate::spdy::frame::{Data, Frame, Ping, RstStatus, StreamId};
 use crate::spdy::header_block::HeaderDecoder;
+
+/// Frames queued or being written before the reader stops taking frames that need a reply.
+pub(crate) const MAX_UNWRITTEN_FRAMES: u64 = 1024;
 
 /// Read buffer headroom requested before each socket read.
 const READ_CHUNK: usize = 256 * 1024;
@@ -36,6 +44,12 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut rd: R) {
                     return finish(&shared, SessionError::Protocol(e.to_string()));
                 }
             };
+            if matches!(frame, Frame::Ping(_) | Frame::SynStream(_)) {
+                tokio::select! {
+                    _ = writer_caught_up(&shared) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
             let applied = tokio::select! {
                 r = apply(&shared, &mut decoder, frame) => r,
                 _ = stop.wait_for(|s| *s) => return,
@@ -58,6 +72,22 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut rd: R) {
         }
     };
     finish(&shared, end);
+}
+
+/// Resolves once fewer than [`MAX_UNWRITTEN_FRAMES`] frames wait for the socket (or the writer
+/// is gone, when replies are dropped anyway).
+async fn writer_caught_up(shared: &Shared) {
+    poll_fn(|cx| {
+        let mut inner = shared.lock();
+        let unwritten = inner.queue.enqueued_seq - inner.queue.written_seq;
+        if unwritten < MAX_UNWRITTEN_FRAMES || inner.write_error.is_some() {
+            Poll::Ready(())
+        } else {
+            inner.queue.wait(cx.waker());
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 fn finish(shared: &Shared, err: SessionError) {
