@@ -11,7 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::error::{log_tail, LabError};
 use crate::kubeconfig::{CONTEXT_JANE, CONTEXT_VIEWER};
-use crate::lab::{down, ensure_not_running, Lab, LabConfig};
+use crate::lab::{down, ensure_not_running, Lab, LabConfig, LabRuntime};
 use crate::layout::LabLayout;
 use crate::progress::ProgressMode;
 use crate::record::LabRecord;
@@ -74,6 +74,10 @@ pub struct UpArgs {
     /// Give up if the lab is not ready after this many seconds.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
+    /// The runtime under kubelet-stream: execlab's cri-streaming + shim-exec, or a private
+    /// Debian containerd in the lab dir (issue #9).
+    #[arg(long, value_enum, default_value_t = LabRuntime::Execlab)]
+    pub runtime: LabRuntime,
 }
 
 /// Runs the command; the exit code to return.
@@ -97,6 +101,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, LabError> {
 fn lab_config(args: &UpArgs, progress: ProgressMode) -> LabConfig {
     let mut config = LabConfig::new(&args.dir.dir);
     config.redirect_container_streaming = args.redirect_container_streaming;
+    config.runtime = args.runtime;
     config.ready_timeout = Duration::from_secs(args.timeout);
     config.progress = progress;
     config
@@ -176,6 +181,10 @@ fn up_detached(args: &UpArgs) -> Result<ExitCode, LabError> {
         .arg(args.timeout.to_string());
     if args.redirect_container_streaming {
         command.arg("--redirect-container-streaming");
+    }
+    // --runtime (issue #9)
+    if args.runtime == LabRuntime::Containerd {
+        command.args(["--runtime", "containerd"]);
     }
     command.stdin(Stdio::null()).stdout(log).stderr(log_err);
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.

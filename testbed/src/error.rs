@@ -74,6 +74,10 @@ pub enum LabError {
         leftovers: Vec<String>,
     },
 
+    /// `--runtime containerd`.
+    #[error(transparent)]
+    Containerd(#[from] crate::containerd::ContainerdError),
+
     #[error("the detached lab supervisor exited ({status}) before the lab was ready; its log {log}:\n{tail}", log = .log.display())]
     SupervisorExited {
         status: String,

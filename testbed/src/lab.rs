@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::bins::locate_bin_dir;
+use crate::containerd::{Containerd, ContainerdOptions};
 use crate::error::{log_tail, LabError};
 use crate::hop::{binary_path, Hop, HopArgs};
 use crate::kubeconfig::Kubeconfig;
@@ -31,10 +32,23 @@ const GRACE_API: Duration = Duration::from_secs(3);
 const GRACE_RUNTIME: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(15);
 
+/// The container runtime under kubelet-stream (`execlab up --runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LabRuntime {
+    /// cri-streaming + shim-exec, execlab's own.
+    #[default]
+    Execlab,
+    /// Debian's containerd (a private instance in the lab dir) in place of cri-streaming +
+    /// shim-exec.
+    Containerd,
+}
+
 /// What lab to start.
 #[derive(Debug, Clone)]
 pub struct LabConfig {
     pub dir: PathBuf,
+    /// The runtime kubelet-stream drives.
+    pub runtime: LabRuntime,
     /// kubelet-stream `--redirect-container-streaming`.
     pub redirect_container_streaming: bool,
     pub node_name: String,
@@ -100,6 +114,7 @@ impl LabConfig {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
+            runtime: LabRuntime::Execlab,
             redirect_container_streaming: false,
             node_name: "execlab-node".into(),
             bin_dir: None,
@@ -131,6 +146,8 @@ pub struct Lab {
     bin_dir: PathBuf,
     pki: Option<LabPki>,
     processes: Vec<HopProcess>,
+    /// `--runtime containerd`: the private containerd in place of cri-streaming.
+    containerd: Option<Containerd>,
     record: LabRecord,
     cri_stream_addr: Option<SocketAddr>,
     kubelet_addr: Option<SocketAddr>,
@@ -184,6 +201,7 @@ impl Lab {
             bin_dir,
             pki: None,
             processes: Vec::new(),
+            containerd: None,
             record,
             cri_stream_addr: None,
             kubelet_addr: None,
@@ -202,7 +220,23 @@ impl Lab {
         lab.prepare_files()?;
         stage.done(&lab.layout.rootfs().display().to_string());
 
+        if lab.config.runtime == LabRuntime::Containerd {
+            let stage = progress.stage("containerd", "starting a private containerd");
+            match lab.start_containerd(deadline).await {
+                Ok(detail) => {
+                    stage.done(&detail);
+                }
+                Err(e) => {
+                    stage.failed(&e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+
         for hop in Hop::STARTED {
+            if hop == Hop::CriStreaming && lab.containerd.is_some() {
+                continue;
+            }
             let stage = progress.stage(hop.name(), "starting");
             match lab.start_hop(hop, &pki, deadline).await {
                 Ok(detail) => {
@@ -249,6 +283,37 @@ impl Lab {
             .build()
             .map_err(LabError::Runtime)?
             .block_on(Self::start(config))
+    }
+
+    /// Starts containerd and points kubelet-stream's `--runtime-endpoint` at it.
+    async fn start_containerd(&mut self, deadline: Instant) -> Result<String, LabError> {
+        let options = ContainerdOptions {
+            busybox: self.config.busybox.clone(),
+            env: self.config.hop_env.clone(),
+            execlab_shim: None,
+        };
+        let containerd = Containerd::start(&self.layout, &options, deadline).await?;
+        let endpoint = containerd.paths().endpoint();
+        let detail = format!(
+            "pid {}  {endpoint}  ({})",
+            containerd.pid(),
+            containerd.version()
+        );
+        self.config
+            .hop_flags
+            .retain(|f| !(f.hop == Hop::KubeletStream && f.name == "--runtime-endpoint"));
+        self.config.hop_flags.push(HopFlag::new(
+            Hop::KubeletStream,
+            "--runtime-endpoint",
+            endpoint,
+        ));
+        self.containerd = Some(containerd);
+        Ok(detail)
+    }
+
+    /// The lab's private containerd (`--runtime containerd`).
+    pub fn containerd(&self) -> Option<&Containerd> {
+        self.containerd.as_ref()
     }
 
     fn prepare_files(&self) -> Result<(), LabError> {
@@ -532,6 +597,9 @@ impl Lab {
 
     /// `Err(HopExited)` for the first hop that is no longer running.
     pub fn check_running(&mut self) -> Result<(), LabError> {
+        if let Some(containerd) = &mut self.containerd {
+            containerd.check_running()?;
+        }
         self.processes
             .iter_mut()
             .try_for_each(HopProcess::check_running)
@@ -575,7 +643,14 @@ impl Lab {
                 report.hops.push((hop, ending));
             }
         }
+        // Below kubelet-stream: containerd removes its pods, then stops.
+        let containerd_problems = self
+            .containerd
+            .take()
+            .map(|mut c| c.stop())
+            .unwrap_or_default();
         report.sweep = sweep::sweep(&self.layout, &self.config.runc);
+        report.sweep.problems.extend(containerd_problems);
         report
     }
 }
@@ -663,7 +738,10 @@ pub fn down(dir: &Path, runc: &str) -> Result<DownReport, LabError> {
             }
         }
     }
+    let containerd = crate::containerd::sweep(&layout);
     report.sweep = sweep::sweep(&layout, runc);
+    report.sweep.processes_killed.extend(containerd.killed);
+    report.sweep.problems.extend(containerd.problems);
     report.leftovers = sweep::leftovers(&layout, runc);
     report
         .leftovers

@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod bins;
 pub mod cli;
+pub mod containerd;
 pub mod error;
 pub mod fault;
 pub mod hop;
@@ -29,6 +30,6 @@ pub mod trace;
 
 pub use error::LabError;
 pub use hop::Hop;
-pub use lab::{down, HopFlag, Lab, LabConfig, StopReport};
+pub use lab::{down, HopFlag, Lab, LabConfig, LabRuntime, StopReport};
 pub use layout::LabLayout;
 pub use progress::ProgressMode;
