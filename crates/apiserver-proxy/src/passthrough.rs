@@ -11,12 +11,17 @@
 //! The `Authorization` header is not forwarded (upstream's authentication filter deletes it);
 //! the kubelet sees the apiserver's client certificate instead.
 //!
+//! Metrics: a session counts from this request to the splice's end; setup = request → the
+//! kubelet's 101; the spliced bytes are counted per direction as they pass (the hop does not
+//! parse the streams, so there is no per-stream count here).
+//!
 //! Redirect mode: a `302` from the kubelet (`--redirect-container-streaming`) is followed once
 //! to the streaming server it names (plain http, no client certificate), as the apiserver did
 //! while `StreamingProxyRedirects` existed.
 use std::sync::Arc;
 
 use bytes::Bytes;
+use hop_kit::metrics::{self, Counted, Direction};
 use http::header::{HeaderName, AUTHORIZATION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Response};
 use http_body_util::Full;
@@ -61,6 +66,7 @@ pub async fn proxy_upgrade(
         backend_headers(client_headers, &traceparent.child()),
     )
     .with_tls(Some(tls));
+    let mut session = metrics::global().session_opened();
     tracing::info!(event = "dial", url = %kubelet_url, "dialing the kubelet");
     let outcome = match request.send_following_redirect().await {
         Ok(outcome) => outcome,
@@ -81,12 +87,16 @@ pub async fn proxy_upgrade(
         }
         hop_kit::UpgradeOutcome::Switched { response, io } => {
             tracing::info!(event = "upgrade", "kubelet switched protocols; splicing");
+            session.set_up();
             let mut kubelet_io = io;
             tokio::spawn(
                 async move {
+                    let _session = session;
                     match client_upgrade.await {
                         Ok(upgraded) => {
-                            let mut client_io = TokioIo::new(upgraded);
+                            let mut client_io = Counted::new(TokioIo::new(upgraded))
+                                .count_reads(metrics::global().direction(Direction::ToBackend))
+                                .count_writes(metrics::global().direction(Direction::ToClient));
                             match hop_kit::splice(&mut client_io, &mut kubelet_io).await {
                                 Ok((up, down)) => {
                                     tracing::info!(

@@ -14,12 +14,18 @@
 //!   (derived from client-go `transport/spdy/spdy.go` and Go `net/url`; not observed against a
 //!   real cluster).
 //!
+//! Metrics: the session counts as open from the accepted WebSocket to the translation's end;
+//! setup = request → SPDY session to the kubelet established; the WebSocket connection's bytes
+//! are counted per direction as they pass, and stdin's payload bytes once the session ends (the
+//! translator reports stdout and stderr together, so they are not split by stream here).
+//!
 //! One deliberate difference: upstream's translator refuses redirects from the kubelet; for the
 //! lab's redirect mode (`kubelet-stream --redirect-container-streaming`) we follow one `302` to
 //! the streaming server (plain http, no client certificate), as the SPDY passthrough does.
 use std::sync::Arc;
 
 use bytes::Bytes;
+use hop_kit::metrics::{self, Counted, Direction, Stream};
 use http::{HeaderMap, Method, Response};
 use http_body_util::Full;
 use hyper::upgrade::OnUpgrade;
@@ -71,10 +77,13 @@ pub async fn serve(
     let exec_opts = exec_options(opts);
     let backend_trace = traceparent.child();
     let protocol = upgrade.protocol;
+    let mut session = metrics::global().session_opened();
     tokio::spawn(
         async move {
             let io = match client_upgrade.await {
-                Ok(upgraded) => TokioIo::new(upgraded),
+                Ok(upgraded) => Counted::new(TokioIo::new(upgraded))
+                    .count_reads(metrics::global().direction(Direction::ToBackend))
+                    .count_writes(metrics::global().direction(Direction::ToClient)),
                 Err(err) => {
                     tracing::warn!(error = %err, "client upgrade failed");
                     return;
@@ -87,16 +96,25 @@ pub async fn serve(
                     return;
                 }
             };
-            let backend = dial_kubelet(kubelet_url, tls, backend_trace, exec_opts);
+            let backend = async {
+                let dialled = dial_kubelet(kubelet_url, tls, backend_trace, exec_opts).await;
+                if dialled.is_ok() {
+                    session.set_up();
+                }
+                dialled
+            };
             match k8s_stream::translate::translate(front, backend).await {
-                Ok(report) => tracing::info!(
-                    event = "close",
-                    status = %report.status.status,
-                    message = %report.status.message,
-                    stdin_bytes = report.stdin_bytes,
-                    output_bytes = report.output_bytes,
-                    "translated session ended"
-                ),
+                Ok(report) => {
+                    metrics::global().add_bytes(Stream::Stdin, report.stdin_bytes);
+                    tracing::info!(
+                        event = "close",
+                        status = %report.status.status,
+                        message = %report.status.message,
+                        stdin_bytes = report.stdin_bytes,
+                        output_bytes = report.output_bytes,
+                        "translated session ended"
+                    )
+                }
                 Err(err) => {
                     tracing::info!(event = "close", error = %err, "translated session failed")
                 }

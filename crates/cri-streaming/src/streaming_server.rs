@@ -28,8 +28,9 @@ use tracing::Instrument;
 use crate::attach::run_attach;
 use crate::connection_watch::{ClientGone, WatchedConnection};
 use crate::errdefs::GoStrings;
-use crate::exec::{ExecEnd, ExecStreams};
+use crate::exec::{BoxRead, BoxWrite, ExecEnd, ExecStreams};
 use crate::runtime::{Runtime, StreamRequest};
+use hop_kit::metrics::{Counted, Stream};
 
 /// Go's `http.NotFound` body.
 pub const NOT_FOUND_BODY: &str = "404 page not found\n";
@@ -146,6 +147,8 @@ fn handle(
         }
     };
     tracing::info!(event = "upgrade", %peer, protocol = ?upgrade.protocol, kind, "stream upgrade");
+    // Metrics: open until the session ends; setup = token redeemed → upgrade done.
+    let mut metered = hop_kit::metrics::global().session_opened();
     let protocol = upgrade.protocol;
     let session = async move {
         let upgraded = match hyper::upgrade::on(req).await {
@@ -155,6 +158,7 @@ fn handle(
                 return;
             }
         };
+        metered.set_up();
         let (upgraded, client_gone) = WatchedConnection::new(upgraded, Some(config.idle_timeout));
         let serve_config = ServeConfig {
             idle_timeout: Some(config.idle_timeout),
@@ -238,9 +242,9 @@ async fn run_exec<T>(
         ..
     } = streams;
     let exec_streams = ExecStreams {
-        stdin,
-        stdout,
-        stderr,
+        stdin: stdin.map(|s| counted(s, Stream::Stdin) as BoxRead),
+        stdout: stdout.map(|s| counted(s, Stream::Stdout) as BoxWrite),
+        stderr: stderr.map(|s| counted(s, Stream::Stderr) as BoxWrite),
         resize,
         client_gone: Some(client_gone),
     };
@@ -280,6 +284,12 @@ async fn run_exec<T>(
     if let Err(e) = status.finish(outcome).await {
         tracing::debug!(error = %e, "writing the exec status");
     }
+}
+
+/// Counts a stream's bytes per chunk (reads for stdin, writes for stdout and stderr).
+fn counted<T>(io: T, stream: Stream) -> Box<Counted<T>> {
+    let counter = hop_kit::metrics::global().stream(stream);
+    Box::new(Counted::new(io).count_reads(counter).count_writes(counter))
 }
 
 #[cfg(test)]

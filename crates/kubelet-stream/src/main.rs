@@ -50,6 +50,16 @@ struct Args {
     /// How long open streams may continue after SIGTERM.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address (port 0 = OS-chosen); no
+    /// metrics server when absent.
+    #[arg(long, env = "EXECLAB_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Where to write the metrics server's actual address once it listens.
+    #[arg(long, env = "EXECLAB_METRICS_ADDR_FILE")]
+    metrics_addr_file: Option<PathBuf>,
+    /// Export exec_session spans to this OTLP/HTTP collector (JSON, `POST URL/v1/traces`).
+    #[arg(long, env = "EXECLAB_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Log format: text or json.
     #[arg(long, env = "EXECLAB_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
@@ -98,7 +108,18 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    hop_kit::logging::init(args.log_format).context("initialising logging")?;
+    let otlp = args
+        .otlp_endpoint
+        .as_deref()
+        .map(|endpoint| hop_kit::otlp::OtlpLayer::start(endpoint, "kubelet-stream"))
+        .transpose()
+        .context("--otlp-endpoint")?;
+    hop_kit::logging::init_with(args.log_format, otlp).context("initialising logging")?;
+    if let Some(listen) = args.metrics_listen {
+        hop_kit::metrics::start_server(listen, args.metrics_addr_file.as_deref(), "kubelet-stream")
+            .await
+            .context("--metrics-listen")?;
+    }
     kubelet_stream::run(args.into(), shutdown_signal())
         .await
         .context("kubelet-stream")?;

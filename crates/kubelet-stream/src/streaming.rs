@@ -10,10 +10,15 @@
 //! `container %s not found in pod %s` with the pod's full name `name_namespace`) and
 //! `apimachinery/pkg/util/proxy/upgradeaware.go` (request headers passed through; a non-101
 //! answer below 400 becomes `invalid upgrade response: status code %d`, others are relayed).
+//!
+//! Metrics (hop-kit `metrics`): a session counts from the accepted request to the end of the
+//! splice (or the 302); setup = request → the streaming server's 101 relayed (or the 302 sent);
+//! spliced bytes are counted per direction as they pass.
 
 use std::time::Instant;
 
 use bytes::Bytes;
+use hop_kit::metrics::{self, Counted, Direction, OpenSession};
 use hop_kit::session_id::{exec_session_span, TraceParent, TRACEPARENT};
 use hop_kit::upgrade::{splice, UpgradeOutcome, UpgradeRequest};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
@@ -125,6 +130,7 @@ impl StreamingContext {
         trace: TraceParent,
         req: Request<Incoming>,
     ) -> Response<Body> {
+        let mut session = metrics::global().session_opened();
         if self.store.pod(&target.namespace, &target.pod).is_none() {
             return restful_error(StatusCode::NOT_FOUND, "pod does not exist");
         }
@@ -142,8 +148,11 @@ impl StreamingContext {
         tracing::debug!(%url, "runtime streaming URL");
         tracing::info!(event = "cri_exec", mode = ?self.mode, "runtime returned a streaming URL");
         match self.mode {
-            StreamingMode::Redirect => found(req.method(), &url),
-            StreamingMode::Proxy => self.proxy(req, &url, &forwarded).await,
+            StreamingMode::Redirect => {
+                session.set_up();
+                found(req.method(), &url)
+            }
+            StreamingMode::Proxy => self.proxy(req, &url, &forwarded, session).await,
         }
     }
 
@@ -222,6 +231,7 @@ impl StreamingContext {
         mut req: Request<Incoming>,
         url: &str,
         forwarded: &TraceParent,
+        mut session: OpenSession,
     ) -> Response<Body> {
         if !is_upgrade_request(req.headers()) {
             return proxy_error("Upgrade request required");
@@ -269,8 +279,10 @@ impl StreamingContext {
             } => {
                 let client_upgrade = hyper::upgrade::on(&mut req);
                 let started = Instant::now();
+                session.set_up();
                 self.sessions.spawn(
                     async move {
+                        let _session = session;
                         let client = match client_upgrade.await {
                             Ok(client) => client,
                             Err(err) => {
@@ -278,7 +290,9 @@ impl StreamingContext {
                                 return;
                             }
                         };
-                        let mut client = TokioIo::new(client);
+                        let mut client = Counted::new(TokioIo::new(client))
+                            .count_reads(metrics::global().direction(Direction::ToBackend))
+                            .count_writes(metrics::global().direction(Direction::ToClient));
                         match splice(&mut client, &mut runtime_io).await {
                             Ok((to_runtime, to_client)) => tracing::info!(
                                 event = "close",
