@@ -129,6 +129,9 @@ impl HopArgs<'_> {
             Hop::ShimExec => return Vec::new(),
         }
         args.flag("--addr-file", layout.addr_file(hop));
+        // Prometheus metrics on an OS-chosen port, found through DIR/addr/<hop>.metrics.
+        args.flag("--metrics-listen", "127.0.0.1:0");
+        args.flag("--metrics-addr-file", metrics_addr_file(layout, hop));
         args.flag("--log-format", "json");
         args.0
     }
@@ -145,6 +148,13 @@ impl Args {
         self.0.push(name.into());
         self.0.push(value.as_ref().to_owned());
     }
+}
+
+/// Where `hop` writes its metrics server's address: `DIR/addr/<hop>.metrics`.
+pub fn metrics_addr_file(layout: &LabLayout, hop: Hop) -> PathBuf {
+    let mut path = layout.addr_file(hop).into_os_string();
+    path.push(".metrics");
+    PathBuf::from(path)
 }
 
 /// The path of a hop's binary in `bin_dir`.
@@ -189,6 +199,12 @@ mod tests {
             let addr_file = format!("/tmp/lab/addr/{hop}");
             assert_eq!(value_of(&args, "--addr-file"), Some(addr_file.as_str()));
             assert_eq!(value_of(&args, "--log-format"), Some("json"));
+            assert_eq!(value_of(&args, "--metrics-listen"), Some("127.0.0.1:0"));
+            let metrics_file = format!("/tmp/lab/addr/{hop}.metrics");
+            assert_eq!(
+                value_of(&args, "--metrics-addr-file"),
+                Some(metrics_file.as_str())
+            );
         }
         let kubelet = args_of(Hop::KubeletStream, false);
         assert_eq!(value_of(&kubelet, "--listen"), Some("127.0.0.1:0"));

@@ -1,10 +1,10 @@
-//! `execlab status`: each hop of a lab, its pid, address and health, asked live.
+//! `execlab status`: each hop of a lab, its pid, address, health (asked live) and metrics URL.
 
 use std::fmt;
 use std::path::PathBuf;
 
 use crate::error::LabError;
-use crate::hop::Hop;
+use crate::hop::{metrics_addr_file, Hop};
 use crate::layout::LabLayout;
 use crate::pki::PkiPaths;
 use crate::probe::{self, TlsClient};
@@ -19,6 +19,8 @@ pub struct HopStatus {
     pub address: String,
     /// `Ok(detail)` when healthy (the detail may be empty), `Err(why)` when not.
     pub health: Result<String, String>,
+    /// `http://ADDR/metrics`, from `DIR/addr/<hop>.metrics`, when the hop serves metrics.
+    pub metrics_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +72,7 @@ async fn hop_status(layout: &LabLayout, record: &LabRecord, pki: &PkiPaths, hop:
             pids,
             address: sockets.join(" "),
             health,
+            metrics_url: None,
         };
     }
     let Some(entry) = record.hop(hop) else {
@@ -78,6 +81,7 @@ async fn hop_status(layout: &LabLayout, record: &LabRecord, pki: &PkiPaths, hop:
             pids: Vec::new(),
             address: String::new(),
             health: Err("not started".into()),
+            metrics_url: None,
         };
     };
     let address = entry.address.clone().unwrap_or_default();
@@ -95,7 +99,15 @@ async fn hop_status(layout: &LabLayout, record: &LabRecord, pki: &PkiPaths, hop:
         pids: vec![entry.pid],
         address: shown,
         health,
+        metrics_url: metrics_url(layout, hop),
     }
+}
+
+/// The hop's metrics URL, from the address file it wrote once its metrics server listened.
+pub fn metrics_url(layout: &LabLayout, hop: Hop) -> Option<String> {
+    hop_kit::read_addr_file(&metrics_addr_file(layout, hop))
+        .ok()
+        .map(|addr| format!("http://{addr}/metrics"))
 }
 
 async fn probe_hop(
@@ -171,8 +183,13 @@ impl fmt::Display for LabStatus {
                 Ok(detail) => ("ok", detail.clone()),
                 Err(why) => ("FAIL", why.clone()),
             };
+            let metrics = hop
+                .metrics_url
+                .as_ref()
+                .map(|url| format!("  metrics {url}"))
+                .unwrap_or_default();
             let line = format!(
-                "{:<16} {:<9} {:<7} {}  {}",
+                "{:<16} {:<9} {:<7} {}{metrics}  {}",
                 hop.hop.name(),
                 pids,
                 health,

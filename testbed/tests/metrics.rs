@@ -1,0 +1,136 @@
+//! End to end: every hop of a lab serves Prometheus metrics at the address in
+//! `DIR/addr/<hop>.metrics`, `execlab status` shows the URLs, and one exec through the chain
+//! (WebSocket v5, then SPDY) moves each hop's session and byte counters.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{dump_logs, kubectl, run_bounded};
+use execlab::{Hop, Lab, LabConfig};
+
+/// `GET /metrics` from the address a hop wrote, as text.
+fn scrape(dir: &std::path::Path, hop: Hop) -> String {
+    let file = dir.join("addr").join(format!("{hop}.metrics"));
+    let addr = hop_kit::read_addr_file(&file)
+        .unwrap_or_else(|e| panic!("{hop} metrics address file: {e}"));
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut reply = String::new();
+    tcp.read_to_string(&mut reply).expect("reply");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{hop}: {reply}");
+    reply
+}
+
+/// The value of the series `name{hop="<hop>"<extra>}`.
+fn value(text: &str, hop: Hop, name: &str, extra: &str) -> f64 {
+    let series = format!("{name}{{hop=\"{hop}\"{extra}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+fn exec_echo(kubeconfig: &std::path::Path, websocket: bool) -> std::process::Output {
+    let mut command = Command::new(kubectl());
+    command
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["exec", "web", "-c", "app", "--", "echo", "metered"]);
+    if !websocket {
+        command.env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false");
+    }
+    run_bounded(&mut command, Duration::from_secs(60))
+}
+
+#[test]
+fn every_hop_counts_an_exec_in_its_metrics() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("lab");
+    let lab = match Lab::start_blocking(LabConfig::new(&dir)) {
+        Ok(lab) => lab,
+        Err(e) => panic!("lab did not start: {e}\n{}", dump_logs(&dir)),
+    };
+    let dir = lab.dir().to_path_buf();
+    let started = [Hop::ApiserverProxy, Hop::KubeletStream, Hop::CriStreaming];
+    let before: Vec<String> = started.iter().map(|hop| scrape(&dir, *hop)).collect();
+
+    let status = Command::new(env!("CARGO_BIN_EXE_execlab"))
+        .args(["status", "--dir"])
+        .arg(&dir)
+        .output()
+        .expect("execlab status");
+    let status = String::from_utf8_lossy(&status.stdout);
+    for hop in started {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(hop.name()))
+            .unwrap_or_else(|| panic!("{hop} missing from status:\n{status}"));
+        assert!(
+            line.contains("metrics http://127.0.0.1:") && line.contains("/metrics"),
+            "{line}"
+        );
+    }
+
+    for websocket in [true, false] {
+        let out = exec_echo(&lab.kubeconfig(), websocket);
+        assert!(
+            out.status.success() && out.stdout == b"metered\n",
+            "kubectl exec (websocket: {websocket}): {:?}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            dump_logs(&dir)
+        );
+    }
+
+    // Counters are updated as bytes pass; the open gauge drops once each hop saw the end.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let after: Vec<String> = started.iter().map(|hop| scrape(&dir, *hop)).collect();
+        let all_closed = started
+            .iter()
+            .zip(&after)
+            .all(|(hop, text)| value(text, *hop, "execlab_exec_sessions_open", "") == 0.0);
+        if all_closed || Instant::now() > deadline {
+            break after;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for ((hop, b), a) in started.iter().zip(&before).zip(&after) {
+        let hop = *hop;
+        let total = "execlab_exec_sessions_total";
+        assert!(
+            value(a, hop, total, "") >= value(b, hop, total, "") + 2.0,
+            "{hop}: two execs not counted\nbefore:\n{b}\nafter:\n{a}"
+        );
+        assert_eq!(
+            value(a, hop, "execlab_exec_sessions_open", ""),
+            0.0,
+            "{hop}:\n{a}"
+        );
+        let setups = "execlab_exec_setup_seconds_count";
+        assert!(
+            value(a, hop, setups, "") >= value(b, hop, setups, "") + 2.0,
+            "{hop}: setup not observed\n{a}"
+        );
+        let (name, label) = match hop {
+            Hop::CriStreaming => ("execlab_exec_bytes_total", ",stream=\"stdout\""),
+            _ => (
+                "execlab_exec_spliced_bytes_total",
+                ",direction=\"to_client\"",
+            ),
+        };
+        let moved = value(a, hop, name, label) - value(b, hop, name, label);
+        let floor = if hop == Hop::CriStreaming { 16.0 } else { 17.0 };
+        assert!(moved >= floor, "{hop}: {name}{label} moved {moved}\n{a}");
+    }
+    if let Err(e) = lab.stop() {
+        panic!("stop: {e}");
+    }
+}
