@@ -183,8 +183,14 @@ fn up_detached(args: &UpArgs) -> Result<ExitCode, LabError> {
         command.arg("--redirect-container-streaming");
     }
     // --runtime (issue #9)
-    if args.runtime == LabRuntime::Containerd {
-        command.args(["--runtime", "containerd"]);
+    match args.runtime {
+        LabRuntime::Execlab => {}
+        LabRuntime::Containerd => {
+            command.args(["--runtime", "containerd"]);
+        }
+        LabRuntime::ContainerdShimExec => {
+            command.args(["--runtime", "containerd-shim-exec"]);
+        }
     }
     command.stdin(Stdio::null()).stdout(log).stderr(log_err);
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.

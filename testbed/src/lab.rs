@@ -41,6 +41,11 @@ pub enum LabRuntime {
     /// Debian's containerd (a private instance in the lab dir) in place of cri-streaming +
     /// shim-exec.
     Containerd,
+    /// containerd driving shim-exec (as `containerd-shim-execlab-v2`, the default runtime
+    /// handler) in place of its runc shim. Containerd 1.6 calls the task API as
+    /// `containerd.task.v2.Task`; shim-exec serves it only under the v3 name so far, and every
+    /// sandbox fails with `containerd.task.v2.Task service does not exist` (issue #9).
+    ContainerdShimExec,
 }
 
 /// What lab to start.
@@ -220,7 +225,7 @@ impl Lab {
         lab.prepare_files()?;
         stage.done(&lab.layout.rootfs().display().to_string());
 
-        if lab.config.runtime == LabRuntime::Containerd {
+        if lab.config.runtime != LabRuntime::Execlab {
             let stage = progress.stage("containerd", "starting a private containerd");
             match lab.start_containerd(deadline).await {
                 Ok(detail) => {
@@ -287,10 +292,22 @@ impl Lab {
 
     /// Starts containerd and points kubelet-stream's `--runtime-endpoint` at it.
     async fn start_containerd(&mut self, deadline: Instant) -> Result<String, LabError> {
+        let shim = self.config.runtime == LabRuntime::ContainerdShimExec;
+        let mut env = self.config.hop_env.clone();
+        if shim {
+            // shim-exec's sockets, runc-process files and runc state stay in the lab.
+            for (name, value) in [
+                ("EXECLAB_SHIM_SOCKET_DIR", self.layout.run_dir()),
+                ("XDG_RUNTIME_DIR", self.layout.xdg_dir()),
+                ("EXECLAB_RUNC_ROOT", self.layout.runc_root()),
+            ] {
+                env.push((name.into(), value.display().to_string()));
+            }
+        }
         let options = ContainerdOptions {
             busybox: self.config.busybox.clone(),
-            env: self.config.hop_env.clone(),
-            execlab_shim: None,
+            env,
+            execlab_shim: shim.then(|| binary_path(&self.bin_dir, Hop::ShimExec)),
         };
         let containerd = Containerd::start(&self.layout, &options, deadline).await?;
         let endpoint = containerd.paths().endpoint();

@@ -26,6 +26,8 @@ pub struct ContainerdConfig {
     pub cni_dir: PathBuf,
     /// Add the [`EXECLAB_HANDLER`] runtime (shim-exec as `containerd-shim-execlab-v2`).
     pub execlab_handler: bool,
+    /// Make [`EXECLAB_HANDLER`] the default runtime (kubelet-stream sends no handler).
+    pub execlab_default: bool,
 }
 
 impl ContainerdConfig {
@@ -55,7 +57,7 @@ impl ContainerdConfig {
              \x20 conf_dir = {cni_conf}\n\n\
              {cri_ns}.containerd]\n\
              \x20 snapshotter = \"overlayfs\"\n\
-             \x20 default_runtime_name = \"runc\"\n\n\
+             \x20 default_runtime_name = {default_runtime}\n\n\
              {cri_ns}.containerd.runtimes.runc]\n\
              \x20 runtime_type = \"io.containerd.runc.v2\"\n",
             root = s(&self.root),
@@ -66,6 +68,11 @@ impl ContainerdConfig {
             cni_bin = s(&self.cni_dir.join("bin")),
             cni_conf = s(&self.cni_dir.join("conf")),
             cri_ns = "[plugins.\"io.containerd.grpc.v1.cri\"",
+            default_runtime = toml_string(if self.execlab_handler && self.execlab_default {
+                EXECLAB_HANDLER
+            } else {
+                "runc"
+            }),
         );
         if self.execlab_handler {
             text.push_str(&format!(
@@ -105,6 +112,7 @@ mod tests {
             opt_dir: "/lab/state/containerd/opt".into(),
             cni_dir: "/lab/state/containerd/cni".into(),
             execlab_handler: execlab,
+            execlab_default: execlab,
         }
     }
 
@@ -132,6 +140,10 @@ mod tests {
         assert!(text.contains(
             "containerd.runtimes.execlab]\n  runtime_type = \"io.containerd.execlab.v2\""
         ));
+        assert!(text.contains("default_runtime_name = \"execlab\""));
+        assert!(config(false)
+            .to_toml()
+            .contains("default_runtime_name = \"runc\""));
     }
 
     #[test]

@@ -181,6 +181,7 @@ impl Containerd {
             opt_dir: paths.dir.join("opt"),
             cni_dir: paths.dir.join("cni"),
             execlab_handler: options.execlab_shim.is_some(),
+            execlab_default: options.execlab_shim.is_some(),
         };
         std::fs::write(&paths.config, config.to_toml()).map_err(io_err(&paths.config))?;
         let applets = image::applets(&options.busybox)?;
