@@ -3,7 +3,7 @@
 //! An exec session is idle most of its life (a shell waiting for a keystroke), but a busy one
 //! wants big reads so each write becomes one big frame/message. So the buffer starts at
 //! [`PumpBuffer::START`] and grows fourfold whenever a read fills it, up to its maximum: idle
-//! sessions cost a few KiB per direction, bulk copies reach full-size reads after two reads.
+//! sessions cost 1 KiB per direction, bulk copies reach full-size reads after three reads.
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Largest buffer of [`pump`]: large enough that each write becomes one big frame/message.
@@ -20,7 +20,7 @@ pub struct PumpBuffer {
 
 impl PumpBuffer {
     /// Size before the first read.
-    pub const START: usize = 4 * 1024;
+    pub const START: usize = 1024;
 
     /// A buffer that never grows beyond `max` bytes (at least 1).
     pub fn new(max: usize) -> Self {
@@ -101,7 +101,7 @@ mod tests {
         }
         assert_eq!(total, bulk.len());
         assert_eq!(buf.capacity(), PUMP_BUFFER);
-        assert_eq!(&sizes[..4], &[4096, 16384, 65536, 65536]);
+        assert_eq!(&sizes[..5], &[1024, 4096, 16384, 65536, 65536]);
     }
 
     #[tokio::test]

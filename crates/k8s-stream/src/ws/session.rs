@@ -39,7 +39,7 @@ use super::channel::{ChannelCodec, ChannelFrame, EncodedMessage};
 use crate::remotecommand::WsProtocol;
 
 /// tungstenite's read buffer (and largest single socket read).
-const READ_BUFFER_BYTES: usize = 16 * 1024;
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 /// Which end of the WebSocket this is (clients mask their frames).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,8 +174,8 @@ where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     // tungstenite zero-fills its whole read buffer before the first read, so its default
-    // 128 KiB would be resident in every idle session; a TLS record is at most 16 KiB anyway,
-    // and a bigger message still gets room for all of it.
+    // 128 KiB would be resident in every idle session. A message bigger than the buffer still
+    // gets room for all of it; only single reads are capped.
     let ws_cfg = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(Some(cfg.max_message_bytes))
