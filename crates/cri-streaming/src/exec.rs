@@ -200,15 +200,31 @@ impl Runtime {
         timeout: Option<Duration>,
         trace: Option<&TraceParent>,
     ) -> Result<ExecEnd, CriError> {
+        let prepared = self
+            .prepare_exec(container_id, cmd, tty, streams.stdin.is_some(), trace)
+            .await?;
+        prepared.run(streams, timeout).await
+    }
+
+    /// The part of an exec that needs no client stream: the process spec, the FIFOs and the
+    /// shim's `Exec` (created, not started). The streaming server runs it while the client is
+    /// still opening its streams; [`PreparedExec::run`] starts the process once they exist.
+    pub async fn prepare_exec(
+        &self,
+        container_id: &str,
+        cmd: &[String],
+        tty: bool,
+        stdin: bool,
+        trace: Option<&TraceParent>,
+    ) -> Result<PreparedExec, CriError> {
         let target = self.exec_target(container_id)?;
         let spec = exec_process_spec(&target.process, cmd, tty)
             .map_err(|e| CriError::unknown(format!("failed to get container spec: {e}")))?;
         let exec_id = generate_id();
         tracing::debug!(container = %target.id, %exec_id, ?cmd, tty, "exec");
 
-        let fifos =
-            FifoSet::create(self.exec_dir().join(&exec_id), streams.stdin.is_some(), tty)
-                .map_err(|e| CriError::io(format!("failed to create exec \"{exec_id}\""), &e))?;
+        let fifos = FifoSet::create(self.exec_dir().join(&exec_id), stdin, tty)
+            .map_err(|e| CriError::io(format!("failed to create exec \"{exec_id}\""), &e))?;
         let opened = open_exec_fifos(&fifos)
             .map_err(|e| CriError::io(format!("failed to create exec \"{exec_id}\""), &e))?;
         let io = ProcessIo {
@@ -217,41 +233,20 @@ impl Runtime {
             stdout: FifoSet::path_arg(Some(&fifos.stdout)),
             stderr: FifoSet::path_arg(fifos.stderr.as_ref()),
         };
-        let shim = &target.shim;
-        let id = target.id.as_str();
         tracing::info!(event = "shim_exec", %exec_id, "asking the shim to exec");
-        shim.exec(id, &exec_id, &io, spec, trace)
+        target
+            .shim
+            .exec(&target.id, &exec_id, &io, spec, trace)
             .await
             .map_err(|e| CriError::shim(format!("failed to create exec \"{exec_id}\""), &e))?;
-        let pid = match shim.start(id, &exec_id, trace).await {
-            Ok(pid) => {
-                tracing::info!(
-                    event = "process_started",
-                    pid,
-                    "the shim started the process"
-                );
-                pid
-            }
-            Err(e) => {
-                delete_exec(shim, id, &exec_id, trace).await;
-                return Err(CriError::shim(
-                    format!("failed to start exec \"{exec_id}\""),
-                    &e,
-                ));
-            }
-        };
-
-        let session = ExecSession {
-            shim: shim.clone(),
-            id: id.to_string(),
-            exec_id: exec_id.clone(),
-            pid,
+        Ok(PreparedExec {
+            shim: target.shim,
+            id: target.id,
+            exec_id,
+            fifos,
+            opened,
             trace: trace.copied(),
-        };
-        let result = session.run(opened, streams, timeout).await;
-        delete_exec(shim, id, &exec_id, trace).await;
-        drop(fifos);
-        result
+        })
     }
 
     /// CRI `ExecSync`.
@@ -296,6 +291,68 @@ async fn delete_exec(shim: &Shim, id: &str, exec_id: &str, trace: Option<&TraceP
         if !e.is_not_found() && !e.is_transport() {
             tracing::warn!(%exec_id, error = %e, "deleting exec process");
         }
+    }
+}
+
+/// An exec the shim has created but not started (see [`Runtime::prepare_exec`]).
+pub struct PreparedExec {
+    shim: Shim,
+    id: String,
+    exec_id: String,
+    fifos: FifoSet,
+    opened: OpenedFifos,
+    trace: Option<TraceParent>,
+}
+
+impl PreparedExec {
+    /// Starts the process and drives it to its end with the client's streams. A stdin FIFO
+    /// without a client stdin is closed at once (the process reads EOF).
+    pub async fn run(
+        self,
+        streams: ExecStreams,
+        timeout: Option<Duration>,
+    ) -> Result<ExecEnd, CriError> {
+        let PreparedExec {
+            shim,
+            id,
+            exec_id,
+            fifos,
+            opened,
+            trace,
+        } = self;
+        let pid = match shim.start(&id, &exec_id, trace.as_ref()).await {
+            Ok(pid) => {
+                tracing::info!(
+                    event = "process_started",
+                    pid,
+                    "the shim started the process"
+                );
+                pid
+            }
+            Err(e) => {
+                delete_exec(&shim, &id, &exec_id, trace.as_ref()).await;
+                return Err(CriError::shim(
+                    format!("failed to start exec \"{exec_id}\""),
+                    &e,
+                ));
+            }
+        };
+        let session = ExecSession {
+            shim: shim.clone(),
+            id: id.clone(),
+            exec_id: exec_id.clone(),
+            pid,
+            trace,
+        };
+        let result = session.run(opened, streams, timeout).await;
+        delete_exec(&shim, &id, &exec_id, trace.as_ref()).await;
+        drop(fifos);
+        result
+    }
+
+    /// Removes the never started process from the shim (the client's streams did not come).
+    pub async fn abandon(self) {
+        delete_exec(&self.shim, &self.id, &self.exec_id, self.trace.as_ref()).await;
     }
 }
 

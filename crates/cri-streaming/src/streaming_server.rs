@@ -226,10 +226,25 @@ async fn run_exec<T>(
         client_gone,
     } = conn;
     let opts = exec_options(&request);
-    let streams = match k8s_stream::exec::serve(io, protocol, &opts, config).await {
+    // The shim creates the process while the client is still opening its streams (each one a
+    // round trip through every hop); it is started only once they all exist, as upstream.
+    let (streams, prepared) = tokio::join!(
+        k8s_stream::exec::serve(io, protocol, &opts, config),
+        runtime.prepare_exec(
+            &request.container_id,
+            &request.cmd,
+            request.tty,
+            request.stdin,
+            Some(trace),
+        )
+    );
+    let streams = match streams {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "exec streams not set up");
+            if let Ok(prepared) = prepared {
+                prepared.abandon().await;
+            }
             return;
         }
     };
@@ -249,16 +264,10 @@ async fn run_exec<T>(
         client_gone: Some(client_gone),
     };
     let started = std::time::Instant::now();
-    let result = runtime
-        .exec_in_container(
-            &request.container_id,
-            &request.cmd,
-            request.tty,
-            exec_streams,
-            None,
-            Some(trace),
-        )
-        .await;
+    let result = match prepared {
+        Ok(prepared) => prepared.run(exec_streams, None).await,
+        Err(e) => Err(e),
+    };
     let outcome = match result {
         Ok(ExecEnd::Exited(0)) => ExecOutcome::Success,
         Ok(ExecEnd::Exited(code)) => ExecOutcome::Exited {

@@ -467,3 +467,49 @@ async fn enospc_in_the_shim_runtime_dir_reaches_the_client_with_production_text(
     lab.remove_pod(&mut cri, &sandbox).await;
     lab.stop().await;
 }
+
+/// The shim creates the exec process while the client opens its streams, but starts it only
+/// once they all exist: a client that upgrades and goes before opening them leaves no process
+/// (the command never ran), no shim entry and no FIFOs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_gone_before_its_streams_never_starts_the_process() {
+    use k8s_stream::remotecommand::{spdy_request_headers, ProtocolVersion};
+    let lab = Lab::start(LabOptions::default()).await;
+    let mut cri = lab.cri().await;
+    let (sandbox, container) = lab.run_pod(&mut cri, "nostreams").await;
+    let marker = unique_sleep();
+    let req = exec_request(
+        &container,
+        &["sh", "-c", &format!("exec sleep {marker}")],
+        false,
+        false,
+    );
+    let url = cri.exec(req).await.expect("Exec").into_inner().url;
+    let url = url::Url::parse(&url).expect("url");
+    let headers = spdy_request_headers(&ProtocolVersion::NEWEST_FIRST);
+    let outcome = hop_kit::dial_upgrade(&url, http::Method::POST, headers, None)
+        .await
+        .expect("dial");
+    let io = match outcome {
+        hop_kit::UpgradeOutcome::Switched { io, .. } => io,
+        other => panic!("no upgrade: {other:?}"),
+    };
+    // Let the shim create the process, then vanish without opening a stream.
+    eventually("the shim was asked to exec", || {
+        !common::log_lines_with(&lab, "cri.log", "asking the shim to exec").is_empty()
+    })
+    .await;
+    drop(io);
+    eventually("exec FIFOs removed", || lab.exec_dir_entries() == 0).await;
+    assert!(processes_with(&marker).is_empty());
+    assert!(
+        common::log_lines_with(&lab, "cri.log", "the shim started the process").is_empty(),
+        "the process must not start without the client's streams"
+    );
+    // The container still serves execs.
+    let req = exec_request(&container, &["echo", "ok"], false, false);
+    let result = collect(exec(&mut cri, req, Transport::Spdy).await).await;
+    assert_eq!(result.stdout, b"ok\n");
+    lab.remove_pod(&mut cri, &sandbox).await;
+    lab.stop().await;
+}
