@@ -89,6 +89,8 @@ impl HopArgs<'_> {
                 args.flag("--shim-socket-dir", layout.run_dir());
                 args.flag("--shim-runtime-dir", layout.xdg_dir());
                 args.flag("--runc-root", layout.runc_root());
+                // Each shim serves metrics too: DIR/addr/shim-exec.<sandbox id>.metrics.
+                args.flag("--shim-metrics-dir", layout.addr_dir());
             }
             Hop::KubeletStream => {
                 args.flag("--listen", "127.0.0.1:0");

@@ -67,12 +67,13 @@ async fn hop_status(layout: &LabLayout, record: &LabRecord, pki: &PkiPaths, hop:
         } else {
             Ok(String::new())
         };
+        let urls = shim_metrics_urls(layout);
         return HopStatus {
             hop,
             pids,
             address: sockets.join(" "),
             health,
-            metrics_url: None,
+            metrics_url: (!urls.is_empty()).then(|| urls.join(" ")),
         };
     }
     let Some(entry) = record.hop(hop) else {
@@ -133,6 +134,27 @@ async fn probe_hop(
         }
         Hop::ShimExec => Ok(String::new()),
     }
+}
+
+/// The metrics URLs of the running shims, from `DIR/addr/shim-exec.<id>.metrics` (each shim
+/// removes its file when it exits).
+pub fn shim_metrics_urls(layout: &LabLayout) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(layout.addr_dir()) else {
+        return Vec::new();
+    };
+    let mut urls: Vec<String> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("shim-exec.") && n.ends_with(".metrics"))
+        })
+        .filter_map(|p| hop_kit::read_addr_file(&p).ok())
+        .map(|addr| format!("http://{addr}/metrics"))
+        .collect();
+    urls.sort();
+    urls
 }
 
 /// The shims' ttrpc sockets in the lab's socket dir (everything there but the CRI socket).

@@ -31,6 +31,8 @@ pub struct Config {
     pub token_ttl: Duration,
     /// The `-namespace` given to shims (containerd's CRI namespace).
     pub shim_namespace: String,
+    /// Shims serve metrics and write `shim-exec.<id>.metrics` here (`EXECLAB_SHIM_METRICS_DIR`).
+    pub shim_metrics_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -51,6 +53,7 @@ impl Config {
             stream_idle_timeout: Duration::from_secs(4 * 3600),
             token_ttl: DEFAULT_TOKEN_TTL,
             shim_namespace: crate::shim::CRI_NAMESPACE.to_string(),
+            shim_metrics_dir: None,
         }
     }
 }

@@ -62,6 +62,10 @@ struct Args {
     /// Export exec_session spans to this OTLP/HTTP collector (JSON, `POST URL/v1/traces`).
     #[arg(long, env = "EXECLAB_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Shims serve metrics on a loopback port and write its address to
+    /// `DIR/shim-exec.<sandbox id>.metrics`.
+    #[arg(long, env = "EXECLAB_SHIM_METRICS_DIR")]
+    shim_metrics_dir: Option<PathBuf>,
     /// `text` (stderr) or `json`.
     #[arg(long, env = "EXECLAB_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
@@ -93,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
     config.runc_root = args.runc_root;
     config.stream_idle_timeout = args.stream_idle_timeout;
     config.token_ttl = args.stream_token_ttl;
+    config.shim_metrics_dir = args.shim_metrics_dir;
     cri_streaming::run_until_signal(config)
         .await
         .context("cri-streaming")

@@ -103,6 +103,7 @@ impl Runtime {
             socket_dir: config.shim_socket_dir.clone(),
             runtime_dir: config.shim_runtime_dir.clone(),
             runc_root: config.runc_root.clone(),
+            metrics_dir: config.shim_metrics_dir.clone(),
         };
         let tokens = TokenCache::with_settings(
             config.token_ttl,

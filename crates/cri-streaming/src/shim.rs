@@ -100,6 +100,8 @@ pub struct ShimLauncher {
     pub runtime_dir: PathBuf,
     /// `EXECLAB_RUNC_ROOT`.
     pub runc_root: PathBuf,
+    /// `EXECLAB_SHIM_METRICS_DIR`, when shims should serve metrics.
+    pub metrics_dir: Option<PathBuf>,
 }
 
 impl ShimLauncher {
@@ -115,6 +117,9 @@ impl ShimLauncher {
             .arg(id);
         if action == "delete" {
             cmd.arg("-bundle").arg(bundle);
+        }
+        if let Some(dir) = &self.metrics_dir {
+            cmd.env("EXECLAB_SHIM_METRICS_DIR", dir);
         }
         cmd.arg(action)
             .current_dir(bundle)

@@ -38,6 +38,9 @@ pub struct Process {
     pub spec: Vec<u8>,
     pub console: Option<Arc<AsyncFd<OwnedFd>>>,
     pub io: ProcessIo,
+    /// Exec only: counts the exec as an open session (hop-kit metrics) until the process
+    /// record is deleted.
+    pub metered: Option<hop_kit::metrics::OpenSession>,
     exit: watch::Sender<Option<Exit>>,
 }
 
@@ -50,6 +53,7 @@ impl Process {
             spec,
             console: None,
             io: ProcessIo::default(),
+            metered: None,
             exit: watch::channel(None).0,
         }
     }

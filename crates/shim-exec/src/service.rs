@@ -404,6 +404,15 @@ impl TaskService {
         match self.run_exec(id, exec_id, &bundle, &stdio, &spec).await {
             Ok(pid) => {
                 tracing::info!(event = "process_started", id, exec_id, pid, "exec started");
+                // Setup as the shim sees it: ExecProcess accepted → runc exec started the process.
+                if let Some(metered) = self
+                    .containers()
+                    .get_mut(id)
+                    .and_then(|c| c.execs.get_mut(exec_id))
+                    .and_then(|p| p.metered.as_mut())
+                {
+                    metered.set_up();
+                }
                 Ok(StartResponse {
                     pid,
                     ..Default::default()
@@ -538,7 +547,9 @@ impl TaskService {
             stderr: req.stderr,
             terminal: req.terminal,
         };
-        c.execs.insert(req.exec_id, Process::new(stdio, spec));
+        let mut process = Process::new(stdio, spec);
+        process.metered = Some(hop_kit::metrics::global().session_opened());
+        c.execs.insert(req.exec_id, process);
         Ok(())
     }
 

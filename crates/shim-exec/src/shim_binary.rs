@@ -238,6 +238,34 @@ pub fn serve(args: &ShimArgs, config: ShimConfig) -> Result<(), ShimBinaryError>
         .enable_all()
         .build()
         .map_err(ShimBinaryError::Runtime)?;
-    rt.block_on(crate::server::serve(listener, Some(socket), config))
-        .map_err(|e| ShimBinaryError::Runtime(io::Error::other(e.to_string())))
+    let metrics_file = std::env::var_os(METRICS_DIR_ENV)
+        .filter(|d| !d.is_empty())
+        .map(|dir| metrics_addr_file(Path::new(&dir), &args.id));
+    if let Some(file) = &metrics_file {
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        if let Err(e) = rt.block_on(hop_kit::metrics::start_server(
+            listen,
+            Some(file),
+            "shim-exec",
+        )) {
+            tracing::warn!(error = %e, "no metrics server");
+        }
+    }
+    let served = rt
+        .block_on(crate::server::serve(listener, Some(socket), config))
+        .map_err(|e| ShimBinaryError::Runtime(io::Error::other(e.to_string())));
+    if let Some(file) = &metrics_file {
+        let _ = fs::remove_file(file);
+    }
+    served
+}
+
+/// `EXECLAB_SHIM_METRICS_DIR`: when set, the daemon serves Prometheus metrics on an OS-chosen
+/// loopback port and writes the address to [`metrics_addr_file`] in that directory (one shim
+/// per pod sandbox, so one file per shim id; removed when the shim exits).
+pub const METRICS_DIR_ENV: &str = "EXECLAB_SHIM_METRICS_DIR";
+
+/// `DIR/shim-exec.<id>.metrics`.
+pub fn metrics_addr_file(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("shim-exec.{id}.metrics"))
 }

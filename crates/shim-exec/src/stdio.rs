@@ -24,6 +24,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hop_kit::metrics::Stream;
 use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
@@ -222,6 +223,12 @@ pub async fn pipe_io(paths: &StdioPaths) -> io::Result<(RuncStdio, ProcessIo)> {
     ))
 }
 
+/// The stdin counter of this shim's metrics (the shim sees stdin, and the output of a terminal;
+/// without one, stdout and stderr go from the process straight into the caller's FIFOs).
+fn stdin_bytes() -> &'static hop_kit::metrics::ByteCounter {
+    hop_kit::metrics::global().stream(Stream::Stdin)
+}
+
 async fn copy_stdin_to_pipe(fifo: AsyncFd<OwnedFd>, mut pipe: pipe::Sender, close: Arc<Notify>) {
     let mut buf = vec![0u8; COPY_BUF];
     loop {
@@ -229,6 +236,7 @@ async fn copy_stdin_to_pipe(fifo: AsyncFd<OwnedFd>, mut pipe: pipe::Sender, clos
             r = read_ready(&fifo, &mut buf) => match r {
                 Ok(0) => break,
                 Ok(n) => {
+                    stdin_bytes().add(n as u64);
                     if pipe.write_all(&buf[..n]).await.is_err() {
                         break;
                     }
@@ -242,6 +250,7 @@ async fn copy_stdin_to_pipe(fifo: AsyncFd<OwnedFd>, mut pipe: pipe::Sender, clos
                 // CloseIO follows the caller's last write: what is still in the FIFO belongs
                 // to the process before its end of input.
                 while let Some(n) = read_pending(&fifo, &mut buf) {
+                    stdin_bytes().add(n as u64);
                     if pipe.write_all(&buf[..n]).await.is_err() {
                         break;
                     }
@@ -296,6 +305,9 @@ async fn copy_master_to_stdout(master: Arc<AsyncFd<OwnedFd>>, stdout: Option<Fil
             // EIO: every slave end is closed, the terminal's process is gone.
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                hop_kit::metrics::global()
+                    .stream(Stream::Stdout)
+                    .add(n as u64);
                 if let Some(o) = out.as_mut() {
                     if o.write_all(&buf[..n]).await.is_err() {
                         // Reader gone: keep draining so the process never blocks on the pty.
@@ -318,6 +330,7 @@ async fn copy_stdin_to_master(
             r = read_ready(&fifo, &mut buf) => match r {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    stdin_bytes().add(n as u64);
                     if write_all_ready(&master, &buf[..n]).await.is_err() {
                         break;
                     }
@@ -325,6 +338,7 @@ async fn copy_stdin_to_master(
             },
             _ = close.notified() => {
                 while let Some(n) = read_pending(&fifo, &mut buf) {
+                    stdin_bytes().add(n as u64);
                     if write_all_ready(&master, &buf[..n]).await.is_err() {
                         break;
                     }
