@@ -78,6 +78,10 @@ pub struct UpArgs {
     /// Debian containerd in the lab dir (issue #9).
     #[arg(long, value_enum, default_value_t = LabRuntime::Execlab)]
     pub runtime: LabRuntime,
+    /// Every hop (and the shims) exports its exec_session spans to this OTLP/HTTP collector
+    /// (`--otlp-endpoint`; JSON, `POST URL/v1/traces`).
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Runs the command; the exit code to return.
@@ -104,6 +108,13 @@ fn lab_config(args: &UpArgs, progress: ProgressMode) -> LabConfig {
     config.runtime = args.runtime;
     config.ready_timeout = Duration::from_secs(args.timeout);
     config.progress = progress;
+    if let Some(url) = &args.otlp_endpoint {
+        for hop in crate::Hop::STARTED {
+            config
+                .hop_flags
+                .push(crate::lab::HopFlag::new(hop, "--otlp-endpoint", url));
+        }
+    }
     config
 }
 
@@ -181,6 +192,9 @@ fn up_detached(args: &UpArgs) -> Result<ExitCode, LabError> {
         .arg(args.timeout.to_string());
     if args.redirect_container_streaming {
         command.arg("--redirect-container-streaming");
+    }
+    if let Some(url) = &args.otlp_endpoint {
+        command.arg("--otlp-endpoint").arg(url);
     }
     // --runtime (issue #9)
     match args.runtime {

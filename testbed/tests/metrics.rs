@@ -160,3 +160,122 @@ fn every_hop_counts_an_exec_in_its_metrics() {
         panic!("stop: {e}");
     }
 }
+
+/// A collector on 127.0.0.1:0: every POST body (JSON) goes to the returned receiver.
+fn otlp_collector() -> (
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<serde_json::Value>,
+) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut reader = BufReader::new(tcp);
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if let Ok(v) = serde_json::from_slice(&body) {
+                        let _ = tx.send(v);
+                    }
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                    if reader.get_mut().write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn every_hop_exports_its_exec_session_span_to_the_otlp_collector() {
+    let (collector, posts) = otlp_collector();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("lab");
+    let mut config = LabConfig::new(&dir);
+    for hop in Hop::STARTED {
+        config.hop_flags.push(execlab::HopFlag::new(
+            hop,
+            "--otlp-endpoint",
+            format!("http://{collector}"),
+        ));
+    }
+    let lab = match Lab::start_blocking(config) {
+        Ok(lab) => lab,
+        Err(e) => panic!("lab did not start: {e}\n{}", dump_logs(&dir)),
+    };
+    let dir = lab.dir().to_path_buf();
+    let out = exec_echo(&lab.kubeconfig(), true);
+    assert!(out.status.success(), "{}", dump_logs(&dir));
+
+    // hop → the trace ids of its exec_session spans.
+    let mut seen: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while seen.len() < 4 && Instant::now() < deadline {
+        let Ok(body) = posts.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        for rs in body["resourceSpans"].as_array().into_iter().flatten() {
+            let service = rs["resource"]["attributes"][0]["value"]["stringValue"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            for span in rs["scopeSpans"][0]["spans"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                assert_eq!(span["name"], "exec_session");
+                let trace = span["traceId"].as_str().unwrap_or("").to_owned();
+                seen.entry(service.clone()).or_default().push(trace);
+            }
+        }
+    }
+    if let Err(e) = lab.stop() {
+        panic!("stop: {e}");
+    }
+    let hops: Vec<&str> = seen.keys().map(String::as_str).collect();
+    assert_eq!(
+        hops,
+        [
+            "apiserver-proxy",
+            "cri-streaming",
+            "kubelet-stream",
+            "shim-exec"
+        ],
+        "{seen:?}"
+    );
+    // The apiserver's session (one exec) is the trace every other hop's spans belong to.
+    let trace = &seen["apiserver-proxy"][0];
+    assert_eq!(trace.len(), 32);
+    for (hop, traces) in &seen {
+        assert!(
+            traces.iter().all(|t| t == trace),
+            "{hop}: {traces:?} vs {trace}"
+        );
+    }
+}

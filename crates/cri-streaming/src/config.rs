@@ -33,6 +33,8 @@ pub struct Config {
     pub shim_namespace: String,
     /// Shims serve metrics and write `shim-exec.<id>.metrics` here (`EXECLAB_SHIM_METRICS_DIR`).
     pub shim_metrics_dir: Option<PathBuf>,
+    /// Given to shims as `EXECLAB_OTLP_ENDPOINT` (this hop's `--otlp-endpoint`).
+    pub shim_otlp_endpoint: Option<String>,
 }
 
 impl Config {
@@ -54,6 +56,7 @@ impl Config {
             token_ttl: DEFAULT_TOKEN_TTL,
             shim_namespace: crate::shim::CRI_NAMESPACE.to_string(),
             shim_metrics_dir: None,
+            shim_otlp_endpoint: None,
         }
     }
 }

@@ -98,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
     config.stream_idle_timeout = args.stream_idle_timeout;
     config.token_ttl = args.stream_token_ttl;
     config.shim_metrics_dir = args.shim_metrics_dir;
+    config.shim_otlp_endpoint = args.otlp_endpoint;
     cri_streaming::run_until_signal(config)
         .await
         .context("cri-streaming")

@@ -104,6 +104,7 @@ impl Runtime {
             runtime_dir: config.shim_runtime_dir.clone(),
             runc_root: config.runc_root.clone(),
             metrics_dir: config.shim_metrics_dir.clone(),
+            otlp_endpoint: config.shim_otlp_endpoint.clone(),
         };
         let tokens = TokenCache::with_settings(
             config.token_ttl,

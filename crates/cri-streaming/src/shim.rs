@@ -102,6 +102,8 @@ pub struct ShimLauncher {
     pub runc_root: PathBuf,
     /// `EXECLAB_SHIM_METRICS_DIR`, when shims should serve metrics.
     pub metrics_dir: Option<PathBuf>,
+    /// `EXECLAB_OTLP_ENDPOINT`, when shims should export their spans.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl ShimLauncher {
@@ -120,6 +122,9 @@ impl ShimLauncher {
         }
         if let Some(dir) = &self.metrics_dir {
             cmd.env("EXECLAB_SHIM_METRICS_DIR", dir);
+        }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            cmd.env("EXECLAB_OTLP_ENDPOINT", endpoint);
         }
         cmd.arg(action)
             .current_dir(bundle)
