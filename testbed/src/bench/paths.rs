@@ -10,6 +10,7 @@ use url::Url;
 
 use super::client::{CriDialer, Dialer, HttpDialer, HttpStyle, RuncDialer, ShimDialer, Transport};
 use super::BenchError;
+use crate::containerd::ContainerdPaths;
 use crate::layout::LabLayout;
 use crate::pki::PkiPaths;
 use crate::record::LabRecord;
@@ -33,6 +34,12 @@ pub enum PathName {
     ApiserverWs,
     /// apiserver-proxy with SPDY passed through.
     ApiserverSpdy,
+    /// CRI `Exec` on containerd, then its streaming server (SPDY, settles on v4): the
+    /// counterpart of `cri` (issue #9).
+    ContainerdCri,
+    /// apiserver-proxy (WebSocket v5) → kubelet-stream → containerd: the counterpart of
+    /// `apiserver-ws`.
+    ContainerdChain,
 }
 
 impl PathName {
@@ -47,6 +54,35 @@ impl PathName {
         PathName::ApiserverSpdy,
     ];
 
+    /// The containerd paths, measured in a `--runtime containerd` lab when containerd is
+    /// installed.
+    pub const CONTAINERD: [PathName; 2] = [PathName::ContainerdCri, PathName::ContainerdChain];
+    /// [`PathName::ALL`] then [`PathName::CONTAINERD`].
+    pub const EVERY: [PathName; 9] = [
+        PathName::Runc,
+        PathName::Shim,
+        PathName::Cri,
+        PathName::KubeletProxy,
+        PathName::KubeletRedirect,
+        PathName::ApiserverWs,
+        PathName::ApiserverSpdy,
+        PathName::ContainerdCri,
+        PathName::ContainerdChain,
+    ];
+
+    pub fn is_containerd(self) -> bool {
+        PathName::CONTAINERD.contains(&self)
+    }
+
+    /// Our path this containerd path is compared with.
+    pub fn ours(self) -> Option<PathName> {
+        match self {
+            PathName::ContainerdCri => Some(PathName::Cri),
+            PathName::ContainerdChain => Some(PathName::ApiserverWs),
+            _ => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             PathName::Runc => "runc",
@@ -56,6 +92,8 @@ impl PathName {
             PathName::KubeletRedirect => "kubelet-redirect",
             PathName::ApiserverWs => "apiserver-ws",
             PathName::ApiserverSpdy => "apiserver-spdy",
+            PathName::ContainerdCri => "containerd-cri",
+            PathName::ContainerdChain => "containerd-chain",
         }
     }
 
@@ -67,6 +105,9 @@ impl PathName {
             PathName::Cri => Some(PathName::Shim),
             PathName::KubeletProxy | PathName::KubeletRedirect => Some(PathName::Cri),
             PathName::ApiserverWs | PathName::ApiserverSpdy => Some(PathName::KubeletProxy),
+            // containerd's CRI hop (its shim included) over the same runc floor.
+            PathName::ContainerdCri => Some(PathName::Runc),
+            PathName::ContainerdChain => Some(PathName::ContainerdCri),
         }
     }
 
@@ -80,6 +121,8 @@ impl PathName {
             PathName::KubeletRedirect => "kubelet-stream (302)",
             PathName::ApiserverWs => "apiserver-proxy (WS v5 → SPDY)",
             PathName::ApiserverSpdy => "apiserver-proxy (SPDY)",
+            PathName::ContainerdCri => "containerd (CRI + runc shim)",
+            PathName::ContainerdChain => "kubelet-stream + apiserver-proxy (WS) over containerd",
         }
     }
 
@@ -119,6 +162,8 @@ pub struct LabTarget {
     pub sandbox_id: String,
     /// The container's OCI `process` (from its bundle's config.json).
     pub process: serde_json::Value,
+    /// A `--runtime containerd` lab: it serves the containerd paths only.
+    pub containerd: bool,
 }
 
 impl LabTarget {
@@ -136,10 +181,17 @@ impl LabTarget {
         }
         let pki = PkiPaths::in_dir(&layout.pki_dir());
         let (namespace, pod, container_name) = ("default", "web", "app");
-        let found =
-            super::client::find_container(&layout.cri_socket(), namespace, pod, container_name)
-                .await?;
-        let bundle = runc_bundle(runc, &layout.runc_root(), &found.container_id)?;
+        let containerd = ContainerdPaths::new(&layout).socket.exists();
+        let (socket, runc_root) = if containerd {
+            (
+                ContainerdPaths::new(&layout).socket,
+                PathBuf::from(crate::containerd::RUNC_ROOT),
+            )
+        } else {
+            (layout.cri_socket(), layout.runc_root())
+        };
+        let found = super::client::find_container(&socket, namespace, pod, container_name).await?;
+        let bundle = runc_bundle(runc, &runc_root, &found.container_id)?;
         let config: serde_json::Value = read_json(&bundle.join("config.json"))?;
         let process = config
             .get("process")
@@ -156,6 +208,7 @@ impl LabTarget {
             container_id: found.container_id,
             sandbox_id: found.sandbox_id,
             process,
+            containerd,
         })
     }
 
@@ -165,6 +218,9 @@ impl LabTarget {
 
     /// Whether this lab can measure `path` (a kubelet path needs the matching kubelet mode).
     pub fn serves(&self, path: PathName) -> bool {
+        if path.is_containerd() != self.containerd {
+            return false;
+        }
         match path {
             PathName::KubeletProxy => !self.redirects(),
             PathName::KubeletRedirect => self.redirects(),
@@ -226,7 +282,14 @@ impl LabTarget {
                     follow_redirect: path == PathName::KubeletRedirect,
                 })
             }
-            PathName::ApiserverWs | PathName::ApiserverSpdy => {
+            PathName::ContainerdCri => Dialer::Cri(
+                CriDialer::connect(
+                    &ContainerdPaths::new(&self.layout).socket,
+                    &self.container_id,
+                )
+                .await?,
+            ),
+            PathName::ApiserverWs | PathName::ApiserverSpdy | PathName::ContainerdChain => {
                 let mut url = self.hop_url(Hop::ApiserverProxy)?;
                 url.set_path(&format!(
                     "/api/v1/namespaces/{}/pods/{}/exec",
@@ -238,7 +301,7 @@ impl LabTarget {
                         container: self.container_name.clone(),
                     },
                     tls: Some(self.tls(&self.pki.admin)?),
-                    transport: if path == PathName::ApiserverWs {
+                    transport: if path != PathName::ApiserverSpdy {
                         Transport::WebSocket
                     } else {
                         Transport::Spdy
@@ -296,4 +359,27 @@ fn runc_bundle(runc: &str, root: &Path, id: &str) -> Result<PathBuf, BenchError>
         .as_str()
         .map(PathBuf::from)
         .ok_or_else(|| BenchError::Lab(format!("runc state {id}: no bundle")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containerd_paths_pair_with_ours_and_stand_on_the_runc_floor() {
+        assert_eq!(PathName::ContainerdCri.ours(), Some(PathName::Cri));
+        assert_eq!(
+            PathName::ContainerdChain.ours(),
+            Some(PathName::ApiserverWs)
+        );
+        assert_eq!(PathName::ContainerdCri.below(), Some(PathName::Runc));
+        assert_eq!(
+            PathName::ContainerdChain.below(),
+            Some(PathName::ContainerdCri)
+        );
+        assert!(PathName::ALL.iter().all(|p| !p.is_containerd()));
+        assert_eq!(&PathName::EVERY[..7], &PathName::ALL[..]);
+        assert_eq!(&PathName::EVERY[7..], &PathName::CONTAINERD[..]);
+        assert_eq!(PathName::ContainerdChain.name(), "containerd-chain");
+    }
 }

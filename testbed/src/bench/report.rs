@@ -237,6 +237,36 @@ fn targets(
 }
 
 impl BenchReport {
+    /// One line per containerd path: ours/containerd for setup p50 and p90 (below 1: ours is
+    /// faster) and stdout (above 1: ours streams faster).
+    pub fn vs_containerd(&self) -> String {
+        let mut t = String::new();
+        for theirs in PathName::CONTAINERD {
+            let Some(ours) = theirs.ours() else { continue };
+            let (Some(o), Some(c)) = (self.paths.get(ours.name()), self.paths.get(theirs.name()))
+            else {
+                continue;
+            };
+            let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+            let _ = writeln!(
+                t,
+                "ours/containerd {} vs {}: setup p50 {:.2}/{:.2} ms = {:.2}, p90 {:.2}/{:.2} ms = {:.2}; stdout {:.0}/{:.0} MB/s = {:.2}",
+                ours.name(),
+                theirs.name(),
+                o.setup_ms.p50,
+                c.setup_ms.p50,
+                ratio(o.setup_ms.p50, c.setup_ms.p50),
+                o.setup_ms.p90,
+                c.setup_ms.p90,
+                ratio(o.setup_ms.p90, c.setup_ms.p90),
+                o.stdout_mb_s,
+                c.stdout_mb_s,
+                ratio(o.stdout_mb_s, c.stdout_mb_s),
+            );
+        }
+        t
+    }
+
     pub fn write_json(&self, path: &Path) -> Result<(), BenchError> {
         let text = serde_json::to_vec_pretty(self)
             .map_err(|e| BenchError::Output(format!("bench.json: {e}")))?;
@@ -261,7 +291,7 @@ impl BenchReport {
             "{:<17} {:>8} {:>8} {:>8} {:>7} {:>9}  {:>9} {:>9} {:>8}  hop added",
             "path", "p50 ms", "p90 ms", "p99 ms", "×floor", "+ms", "out MB/s", "in MB/s", "tty ms"
         );
-        for path in PathName::ALL {
+        for path in PathName::EVERY {
             let Some(p) = self.paths.get(path.name()) else {
                 continue;
             };
@@ -287,6 +317,7 @@ impl BenchReport {
             );
         }
         let _ = writeln!(t, "loopback TCP copy: {:.0} MB/s", self.loopback_mb_s);
+        t.push_str(&self.vs_containerd());
         for (how, p) in &self.kubectl {
             let _ = writeln!(
                 t,
@@ -340,5 +371,47 @@ impl BenchReport {
             "≤",
         ));
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::stats::Percentiles;
+    use super::*;
+
+    fn figures(p50: f64, stdout: f64) -> PathFigures {
+        PathFigures {
+            setup_ms: Percentiles {
+                p50,
+                p90: p50 * 2.0,
+                p99: p50 * 3.0,
+            },
+            stdout_mb_s: stdout,
+            stdin_mb_s: stdout,
+            tty_rtt_ms: None,
+        }
+    }
+
+    #[test]
+    fn containerd_paths_get_a_row_and_an_ours_over_theirs_line() {
+        let map = BTreeMap::from([
+            (PathName::Cri, figures(10.0, 400.0)),
+            (PathName::ContainerdCri, figures(20.0, 200.0)),
+        ]);
+        let report = assemble(
+            &map,
+            1000.0,
+            Vec::new(),
+            BTreeMap::new(),
+            (true, "test".into(), 2, 5, 1),
+        );
+        let table = report.table();
+        assert!(table.contains("containerd-cri"), "{table}");
+        assert!(
+            table.contains("ours/containerd cri vs containerd-cri: setup p50 10.00/20.00 ms = 0.50, p90 20.00/40.00 ms = 0.50; stdout 400/200 MB/s = 2.00"),
+            "{table}"
+        );
+        // No chain figures: no chain line.
+        assert!(!table.contains("containerd-chain"), "{table}");
     }
 }
