@@ -55,6 +55,23 @@ fn quick_bench_writes_every_path_and_the_plots() {
         number(&p["stdin_mb_s"], &format!("{path} stdin_mb_s"));
         assert!(stdout.contains(path), "the table names {path}:\n{stdout}");
     }
+    // containerd's counterparts, measured in the same run where containerd is installed
+    // (issue #9; their stdin figure is not asserted: see docs/labs/containerd.md).
+    if execlab::containerd::installed() {
+        for path in ["containerd-cri", "containerd-chain"] {
+            let p = &json["paths"][path];
+            for q in ["p50", "p90", "p99"] {
+                number(&p["setup_ms"][q], &format!("{path} setup_ms.{q}"));
+            }
+            number(&p["stdout_mb_s"], &format!("{path} stdout_mb_s"));
+        }
+        assert!(
+            stdout.contains("ours/containerd cri vs containerd-cri: setup p50"),
+            "{stdout}"
+        );
+    } else {
+        eprintln!("containerd not installed: containerd paths not checked");
+    }
     let levels: Vec<u64> = json["concurrency"]
         .as_array()
         .expect("concurrency levels")
