@@ -124,8 +124,6 @@ fn every_kubectl_execs_through_containerd_and_nothing_is_left() {
     if containerd_missing() {
         return;
     }
-    let shim_sockets_before = entries(SHIM_SOCKET_DIR);
-    let runc_before = entries(RUNC_ROOT);
     let tmp = tempfile::tempdir().unwrap();
     let lab = start(&tmp.path().join("lab"), false);
     let dir = lab.dir().to_path_buf();
@@ -215,16 +213,26 @@ fn every_kubectl_execs_through_containerd_and_nothing_is_left() {
         );
     }
 
+    // The lab's tasks (sandbox and app container): what they had under /run/containerd must
+    // go with them. Other tests' labs run in parallel, so only these names are checked.
+    let tasks = paths.state.join("io.containerd.runtime.v2.task/k8s.io");
+    let ids = entries(&tasks.display().to_string());
+    assert_eq!(ids.len(), 2, "sandbox and app tasks: {ids:?}");
+    for id in &ids {
+        assert!(
+            paths.shim_socket(id).exists() || Path::new(RUNC_ROOT).join(id).exists(),
+            "the lab's /run/containerd entries for {id} are not where the sweep looks"
+        );
+    }
     common::stop_lab(lab);
     assert_eq!(containerd_leftovers(&paths), Vec::<String>::new());
-    let new = |before: &[String], now: Vec<String>| -> Vec<String> {
-        now.into_iter().filter(|e| !before.contains(e)).collect()
-    };
-    assert_eq!(
-        new(&shim_sockets_before, entries(SHIM_SOCKET_DIR)),
-        Vec::<String>::new()
-    );
-    assert_eq!(new(&runc_before, entries(RUNC_ROOT)), Vec::<String>::new());
+    for id in &ids {
+        assert!(!paths.shim_socket(id).exists(), "shim socket of {id} left");
+        assert!(
+            !Path::new(RUNC_ROOT).join(id).exists(),
+            "runc state of {id} left"
+        );
+    }
 }
 
 #[test]
