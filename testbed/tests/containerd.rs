@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{client_argv, client_command, dump_logs, run_bounded, run_bounded_with_input};
-use execlab::containerd::{self, ContainerdPaths, RUNC_ROOT, SHIM_SOCKET_DIR};
+use execlab::containerd::{self, ContainerdPaths, RUNC_ROOT};
 use execlab::fault::kubectl::Client;
 use execlab::{procfs, Hop, Lab, LabConfig, LabRuntime};
 use sha2::{Digest, Sha256};
