@@ -259,8 +259,12 @@ impl Lab {
                 Ok(()) => {
                     let shims = sweep::shim_pids(&lab.layout);
                     let pod = &lab.config.pod;
+                    let runtime = match &lab.containerd {
+                        Some(_) => "under containerd".to_string(),
+                        None => format!("shim-exec pid {shims:?}"),
+                    };
                     stage.done(&format!(
-                        "{}/{} Running; shim-exec pid {shims:?}",
+                        "{}/{} Running; {runtime}",
                         pod.namespace, pod.name
                     ));
                 }
