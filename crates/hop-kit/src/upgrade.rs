@@ -262,12 +262,45 @@ pub async fn follow_redirect(
 
 /// Copies bytes both ways until both directions reached EOF, propagating each half-close
 /// (EOF from one side becomes a write shutdown on the other). Returns (a→b, b→a) byte counts.
+/// The first error in either direction ends both.
+///
+/// Each direction's buffer starts at 1 KiB and grows while reads fill it, up to
+/// [`SPLICE_BUFFER`]: an idle exec session (most of them) holds 2 KiB here instead of two
+/// 128 KiB buffers, which allocators often hand out already touched.
 pub async fn splice<A, B>(a: &mut A, b: &mut B) -> io::Result<(u64, u64)>
 where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    tokio::io::copy_bidirectional_with_sizes(a, b, SPLICE_BUFFER, SPLICE_BUFFER).await
+    let (mut a_rd, mut a_wr) = tokio::io::split(a);
+    let (mut b_rd, mut b_wr) = tokio::io::split(b);
+    tokio::try_join!(
+        copy_one_way(&mut a_rd, &mut b_wr),
+        copy_one_way(&mut b_rd, &mut a_wr)
+    )
+}
+
+/// One direction of [`splice`]: copies until EOF, then shuts `to`'s write side down.
+async fn copy_one_way<R, W>(from: &mut R, to: &mut W) -> io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    let mut buf = k8s_stream::exec::PumpBuffer::new(SPLICE_BUFFER);
+    let mut total = 0u64;
+    loop {
+        let chunk = buf.read_from(from).await?;
+        if chunk.is_empty() {
+            to.shutdown().await?;
+            return Ok(total);
+        }
+        to.write_all(chunk).await?;
+        // A TLS writer may keep records it could not write yet: push them out before the
+        // next read waits.
+        to.flush().await?;
+        total += chunk.len() as u64;
+    }
 }
 
 /// Where to connect, from a URL.

@@ -173,9 +173,7 @@ async fn non_http_answer_reads_like_go() {
         let (mut conn, _) = listener.accept().await.expect("accept");
         let mut request = vec![0u8; 4096];
         let _ = conn.read(&mut request).await;
-        let _ = conn
-            .write_all(b"Unsupported command: POST\r\ndubbo>")
-            .await;
+        let _ = conn.write_all(b"Unsupported command: POST\r\ndubbo>").await;
         let _ = conn.shutdown().await;
     });
     let url = Url::parse(&format!("http://{addr}/exec/x")).expect("url");
@@ -321,4 +319,50 @@ async fn untrusted_server_certificate_reads_like_go() {
         err.proxy_error_text(),
         "error dialing backend: x509: certificate signed by unknown authority"
     );
+}
+
+/// A stream whose reads fail at once and whose writes succeed.
+struct Broken;
+
+impl tokio::io::AsyncRead for Broken {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Err(std::io::ErrorKind::ConnectionReset.into()))
+    }
+}
+
+impl tokio::io::AsyncWrite for Broken {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn splice_ends_both_directions_on_the_first_error() {
+    // The other side stays silent and open: only the error can end the splice.
+    let (mut quiet, _peer) = tokio::io::duplex(1024);
+    let err = tokio::time::timeout(LIMIT, splice(&mut Broken, &mut quiet))
+        .await
+        .expect("in time")
+        .expect_err("the read error");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
 }
