@@ -26,13 +26,16 @@ use crate::spdy::header_block::HeaderDecoder;
 /// Frames queued or being written before the reader stops taking frames that need a reply.
 pub(crate) const MAX_UNWRITTEN_FRAMES: u64 = 1024;
 
-/// Read buffer headroom requested before each socket read.
+/// Read buffer headroom requested before each socket read: it starts small, so an idle
+/// session holds little, and grows fourfold whenever a read fills it, up to the largest.
+const READ_CHUNK_FIRST: usize = 4 * 1024;
 const READ_CHUNK: usize = 256 * 1024;
 
 pub(crate) async fn run<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut rd: R) {
     let mut stop = shared.stop_tx.subscribe();
     let mut decoder = HeaderDecoder::default();
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut chunk = READ_CHUNK_FIRST;
+    let mut buf = BytesMut::with_capacity(chunk);
     let max_len = shared.cfg.max_frame_len;
     let end = loop {
         loop {
@@ -58,15 +61,17 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut rd: R) {
                 return finish(&shared, e);
             }
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
+        if buf.capacity() - buf.len() < chunk / 4 {
+            buf.reserve(chunk);
         }
+        let room = buf.capacity() - buf.len();
         let read = tokio::select! {
             r = rd.read_buf(&mut buf) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
         match read {
             Ok(0) => break SessionError::Closed,
+            Ok(n) if n == room => chunk = (chunk * 4).min(READ_CHUNK),
             Ok(_) => {}
             Err(e) => break SessionError::Io(e.to_string()),
         }
