@@ -2,12 +2,16 @@
 //! check that a stopped lab left nothing behind.
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::ffi::OsString;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use execlab::procfs;
+use execlab::fault::kubectl::Client;
+use execlab::{procfs, Lab, LabConfig};
 
 /// The kubectl the tests drive: `EXECLAB_KUBECTL`, else /usr/bin/kubectl (1.32, WebSocket v5),
 /// else kubectl on PATH, else the kubectl 1.20 that scripts/setup.sh extracts.
@@ -25,8 +29,13 @@ pub fn kubectl() -> PathBuf {
 
 /// Runs a command with a time limit; kills it when the limit passes.
 pub fn run_bounded(command: &mut Command, limit: Duration) -> Output {
+    run_bounded_with_input(command, Stdio::null(), limit)
+}
+
+/// [`run_bounded`] with `stdin` as the command's standard input (a file, say).
+pub fn run_bounded_with_input(command: &mut Command, stdin: Stdio, limit: Duration) -> Output {
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -195,4 +204,263 @@ pub fn host_network_state() -> (String, String) {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
     (iptables, netns)
+}
+
+/// Starts a lab; a lab that does not start fails the test with every hop's log.
+pub fn start_lab(config: LabConfig) -> Lab {
+    let dir = config.dir.clone();
+    Lab::start_blocking(config)
+        .unwrap_or_else(|e| panic!("lab did not start: {e}\n{}", dump_logs(&dir)))
+}
+
+/// A lab in `dir` with the default runtime; its kubelet redirects when `redirect`.
+pub fn start_lab_mode(dir: &Path, redirect: bool) -> Lab {
+    let mut config = LabConfig::new(dir);
+    config.redirect_container_streaming = redirect;
+    start_lab(config)
+}
+
+/// Stops a lab; anything it leaves behind fails the test.
+pub fn stop_lab(lab: Lab) {
+    let dir = lab.dir().to_path_buf();
+    if let Err(e) = lab.stop() {
+        panic!("stop: {e}\n{}", dump_logs(&dir));
+    }
+}
+
+/// A multi-threaded tokio runtime for tests that drive execlab's own exec client.
+pub fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// The argv running `client` against `kubeconfig` through `env`, so that only the lab's
+/// kubeconfig and the client's protocol choice count (and tmux can run it as it is).
+pub fn client_argv(client: Client, kubeconfig: &Path) -> Vec<OsString> {
+    let websockets = client != Client::Spdy132;
+    vec![
+        "env".into(),
+        "-u".into(),
+        "KUBECONFIG".into(),
+        format!("KUBECTL_REMOTE_COMMAND_WEBSOCKETS={websockets}").into(),
+        client.binary().into(),
+        "--kubeconfig".into(),
+        kubeconfig.into(),
+    ]
+}
+
+/// [`client_argv`] as a command; the caller adds kubectl's arguments.
+pub fn client_command(client: Client, kubeconfig: &Path) -> Command {
+    let argv = client_argv(client, kubeconfig);
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    command
+}
+
+/// What [`HeldSession`] runs in the container: says `ready`, then echoes stdin until EOF.
+pub const HELD_SCRIPT: &str = "echo ready; exec cat";
+
+/// A `kubectl exec -i web -c app -- sh -c HELD_SCRIPT` whose stdin stays open (an idle
+/// session) until [`HeldSession::finish`]. Killed if dropped while running.
+pub struct HeldSession {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    ready: mpsc::Receiver<()>,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+}
+
+impl HeldSession {
+    pub fn start(client: Client, kubeconfig: &Path) -> Self {
+        let mut command = client_command(client, kubeconfig);
+        let exec = "exec -i web -c app -- sh -c".split(' ');
+        command.args(exec.chain([HELD_SCRIPT]));
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl starts");
+        let (ready_tx, ready) = mpsc::channel();
+        let mut out = child.stdout.take().expect("piped");
+        let stdout = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = out.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                let was_ready = seen.starts_with(b"ready\n");
+                seen.extend_from_slice(&chunk[..n]);
+                if !was_ready && seen.starts_with(b"ready\n") {
+                    let _ = ready_tx.send(());
+                }
+            }
+            seen
+        });
+        let mut err = child.stderr.take().expect("piped");
+        let stderr = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = err.read_to_end(&mut buf);
+            buf
+        });
+        Self {
+            stdin: child.stdin.take(),
+            child,
+            ready,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Whether the command said `ready` before `deadline`.
+    pub fn wait_ready(&self, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.ready.recv_timeout(left).is_ok()
+    }
+
+    /// Sends a line to the command's stdin.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(line.as_bytes()).expect("write to kubectl");
+    }
+
+    /// Waits (bounded) for kubectl to exit on its own, stdin still open; when it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<(ExitStatus, Instant)> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some((status, Instant::now()));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        None
+    }
+
+    /// Closes stdin (the command's EOF), waits up to `limit` (then kills), returns the output.
+    pub fn finish(mut self, limit: Duration) -> Output {
+        drop(self.stdin.take());
+        let status = match self.wait_exit(limit) {
+            Some((status, _)) => status,
+            None => {
+                let _ = self.child.kill();
+                self.child.wait().expect("wait")
+            }
+        };
+        let join =
+            |h: Option<JoinHandle<Vec<u8>>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+        Output {
+            status,
+            stdout: join(self.stdout.take()),
+            stderr: join(self.stderr.take()),
+        }
+    }
+}
+
+impl Drop for HeldSession {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// (exit code, stdout, stderr) of one kubectl run.
+pub type Answer = (Option<i32>, String, String);
+
+/// `kubectl exec ARGS` run by `client`, with `stdin` as its input.
+pub fn kubectl_exec(client: Client, kubeconfig: &Path, args: &[&str], stdin: Stdio) -> Answer {
+    let mut command = client_command(client, kubeconfig);
+    command.arg("exec").args(args);
+    let out = run_bounded_with_input(&mut command, stdin, Duration::from_secs(60));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// Bytes that are not all alike (xorshift from `seed`), so a lost or reordered chunk changes
+/// their digest.
+pub fn varied_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        data.extend_from_slice(&state.to_le_bytes());
+    }
+    data.truncate(len);
+    data
+}
+
+/// 20 MiB of stdin for `kubectl exec -i … -- sha256sum`, in a file, and the line sha256sum
+/// prints for it.
+pub struct StdinCase {
+    pub file: PathBuf,
+    pub sha256sum_line: String,
+}
+
+impl StdinCase {
+    pub fn write(dir: &Path) -> Self {
+        use sha2::Digest;
+        let payload = varied_bytes(20 * 1024 * 1024, 0x9e37_79b9_7f4a_7c15);
+        let file = dir.join("stdin-20MiB.bin");
+        std::fs::write(&file, &payload).expect("write the stdin file");
+        let digest = hex::encode(sha2::Sha256::digest(&payload));
+        Self {
+            file,
+            sha256sum_line: format!("{digest}  -\n"),
+        }
+    }
+}
+
+/// Issue #6's exec checks for one client against the lab's pod `web`, container `app`:
+/// `echo hi`; stdout, stderr and exit code 3 with kubectl's `command terminated` line; 20 MiB
+/// of stdin into `sha256sum`. `label` names the client and lab in failures; `dir` is the lab's.
+pub fn assert_exec_matrix(
+    client: Client,
+    kubeconfig: &Path,
+    stdin: &StdinCase,
+    label: &str,
+    dir: &Path,
+) {
+    assert!(
+        client.available(),
+        "{} missing: run scripts/setup.sh",
+        client.binary().display()
+    );
+    let exec = |args: &str, input: Stdio| {
+        let args: Vec<&str> = args.split(' ').collect();
+        kubectl_exec(client, kubeconfig, &args, input)
+    };
+    let hi = exec("web -c app -- echo hi", Stdio::null());
+    assert_eq!(
+        hi,
+        (Some(0), "hi\n".into(), String::new()),
+        "{label}\n{}",
+        dump_logs(dir)
+    );
+
+    let mut args: Vec<&str> = "web -c app -- sh -c".split(' ').collect();
+    args.push("echo out; echo err >&2; exit 3");
+    let three = kubectl_exec(client, kubeconfig, &args, Stdio::null());
+    let stderr = "err\ncommand terminated with exit code 3\n";
+    assert_eq!(
+        three,
+        (Some(3), "out\n".into(), stderr.into()),
+        "{label}\n{}",
+        dump_logs(dir)
+    );
+
+    let input = std::fs::File::open(&stdin.file).expect("the stdin file");
+    let summed = exec("-i web -c app -- sha256sum", input.into());
+    assert_eq!(
+        summed,
+        (Some(0), stdin.sha256sum_line.clone(), String::new()),
+        "{label}: 20 MiB through stdin\n{}",
+        dump_logs(dir)
+    );
 }
