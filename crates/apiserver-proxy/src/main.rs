@@ -45,40 +45,14 @@ struct Flags {
     /// A kubelet: NAME=HOST:PORT (repeatable).
     #[arg(long = "node", value_name = "NAME=HOST:PORT")]
     nodes: Vec<NodeAddress>,
-    /// Serve Prometheus metrics (`GET /metrics`) on this address (port 0 = OS-chosen); no
-    /// metrics server when absent.
-    #[arg(long, env = "EXECLAB_METRICS_LISTEN")]
-    metrics_listen: Option<SocketAddr>,
-    /// Where to write the metrics server's actual address once it listens.
-    #[arg(long, env = "EXECLAB_METRICS_ADDR_FILE")]
-    metrics_addr_file: Option<PathBuf>,
-    /// Export exec_session spans to this OTLP/HTTP collector (JSON, `POST URL/v1/traces`).
-    #[arg(long, env = "EXECLAB_OTLP_ENDPOINT")]
-    otlp_endpoint: Option<String>,
-    /// Log format: text or json.
-    #[arg(long, env = "EXECLAB_LOG_FORMAT", default_value = "text")]
-    log_format: hop_kit::LogFormat,
+    #[command(flatten)]
+    observe: hop_kit::observe::ObserveArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
-    let otlp = flags
-        .otlp_endpoint
-        .as_deref()
-        .map(|endpoint| hop_kit::otlp::OtlpLayer::start(endpoint, "apiserver-proxy"))
-        .transpose()
-        .context("--otlp-endpoint")?;
-    hop_kit::logging::init_with(flags.log_format, otlp).context("initialising logging")?;
-    if let Some(listen) = flags.metrics_listen {
-        hop_kit::metrics::start_server(
-            listen,
-            flags.metrics_addr_file.as_deref(),
-            "apiserver-proxy",
-        )
-        .await
-        .context("--metrics-listen")?;
-    }
+    flags.observe.start("apiserver-proxy").await?;
     let config = ProxyConfig {
         listen: flags.listen,
         addr_file: flags.addr_file,

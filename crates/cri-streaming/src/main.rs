@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use cri_streaming::{parse_unix_endpoint, Config, ImageFlag};
-use hop_kit::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,40 +51,18 @@ struct Args {
     /// How long an exec/attach URL stays valid.
     #[arg(long, env = "EXECLAB_STREAM_TOKEN_TTL", default_value = "1m", value_parser = humantime::parse_duration)]
     stream_token_ttl: Duration,
-    /// Serve Prometheus metrics (`GET /metrics`) on this address (port 0 = OS-chosen); no
-    /// metrics server when absent.
-    #[arg(long, env = "EXECLAB_METRICS_LISTEN")]
-    metrics_listen: Option<SocketAddr>,
-    /// Where to write the metrics server's actual address once it listens.
-    #[arg(long, env = "EXECLAB_METRICS_ADDR_FILE")]
-    metrics_addr_file: Option<PathBuf>,
-    /// Export exec_session spans to this OTLP/HTTP collector (JSON, `POST URL/v1/traces`).
-    #[arg(long, env = "EXECLAB_OTLP_ENDPOINT")]
-    otlp_endpoint: Option<String>,
     /// Shims serve metrics on a loopback port and write its address to
     /// `DIR/shim-exec.<sandbox id>.metrics`.
     #[arg(long, env = "EXECLAB_SHIM_METRICS_DIR")]
     shim_metrics_dir: Option<PathBuf>,
-    /// `text` (stderr) or `json`.
-    #[arg(long, env = "EXECLAB_LOG_FORMAT", default_value = "text")]
-    log_format: LogFormat,
+    #[command(flatten)]
+    observe: hop_kit::observe::ObserveArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let otlp = args
-        .otlp_endpoint
-        .as_deref()
-        .map(|endpoint| hop_kit::otlp::OtlpLayer::start(endpoint, "cri-streaming"))
-        .transpose()
-        .context("--otlp-endpoint")?;
-    hop_kit::logging::init_with(args.log_format, otlp).context("logging")?;
-    if let Some(listen) = args.metrics_listen {
-        hop_kit::metrics::start_server(listen, args.metrics_addr_file.as_deref(), "cri-streaming")
-            .await
-            .context("--metrics-listen")?;
-    }
+    args.observe.start("cri-streaming").await?;
     let listen = parse_unix_endpoint(&args.listen).map_err(anyhow::Error::msg)?;
     let mut config = Config::new(listen, args.state_dir, args.shim_binary);
     config.stream_addr = args.stream_addr;
@@ -98,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
     config.stream_idle_timeout = args.stream_idle_timeout;
     config.token_ttl = args.stream_token_ttl;
     config.shim_metrics_dir = args.shim_metrics_dir;
-    config.shim_otlp_endpoint = args.otlp_endpoint;
+    config.shim_otlp_endpoint = args.observe.otlp_endpoint;
     cri_streaming::run_until_signal(config)
         .await
         .context("cri-streaming")

@@ -2,11 +2,13 @@
 //! ([`tls`]), the HTTP upgrade client and byte splice ([`upgrade`]) with Go's wording for an
 //! answer that is not HTTP ([`response_head`]), `--addr-file` writing ([`addr_file`]), the
 //! exec-session id carried in `traceparent` ([`session_id`]), tracing setup ([`logging`]),
-//! Prometheus metrics ([`metrics`]) and the OTLP span exporter ([`otlp`]).
+//! Prometheus metrics ([`metrics`]), the OTLP span exporter ([`otlp`]), and the flags that set
+//! those up in every hop ([`observe`]).
 
 pub mod addr_file;
 pub mod logging;
 pub mod metrics;
+pub mod observe;
 pub mod otlp;
 pub mod response_head;
 pub mod session_id;

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use hop_kit::LogFormat;
 use kubelet_stream::streaming::StreamingMode;
 use kubelet_stream::Config;
 
@@ -50,19 +49,8 @@ struct Args {
     /// How long open streams may continue after SIGTERM.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
-    /// Serve Prometheus metrics (`GET /metrics`) on this address (port 0 = OS-chosen); no
-    /// metrics server when absent.
-    #[arg(long, env = "EXECLAB_METRICS_LISTEN")]
-    metrics_listen: Option<SocketAddr>,
-    /// Where to write the metrics server's actual address once it listens.
-    #[arg(long, env = "EXECLAB_METRICS_ADDR_FILE")]
-    metrics_addr_file: Option<PathBuf>,
-    /// Export exec_session spans to this OTLP/HTTP collector (JSON, `POST URL/v1/traces`).
-    #[arg(long, env = "EXECLAB_OTLP_ENDPOINT")]
-    otlp_endpoint: Option<String>,
-    /// Log format: text or json.
-    #[arg(long, env = "EXECLAB_LOG_FORMAT", default_value = "text")]
-    log_format: LogFormat,
+    #[command(flatten)]
+    observe: hop_kit::observe::ObserveArgs,
 }
 
 impl From<Args> for Config {
@@ -108,18 +96,7 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let otlp = args
-        .otlp_endpoint
-        .as_deref()
-        .map(|endpoint| hop_kit::otlp::OtlpLayer::start(endpoint, "kubelet-stream"))
-        .transpose()
-        .context("--otlp-endpoint")?;
-    hop_kit::logging::init_with(args.log_format, otlp).context("initialising logging")?;
-    if let Some(listen) = args.metrics_listen {
-        hop_kit::metrics::start_server(listen, args.metrics_addr_file.as_deref(), "kubelet-stream")
-            .await
-            .context("--metrics-listen")?;
-    }
+    args.observe.start("kubelet-stream").await?;
     kubelet_stream::run(args.into(), shutdown_signal())
         .await
         .context("kubelet-stream")?;
