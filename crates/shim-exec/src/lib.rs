@@ -3,7 +3,7 @@
 //!
 //! * [`bundle`]: busybox rootfs and OCI `config.json` for tests and the lab.
 //! * [`shim_binary`] + [`cli`]: the `start`/`delete`/serve binary contract.
-//! * [`service`]: the task API; [`process_spec_file`], [`runc`], [`console`], [`stdio`],
+//! * [`service`]: the task API ([`task_api`] registers it as v2 and v3); [`process_spec_file`], [`runc`], [`console`], [`stdio`],
 //!   [`reaper`]: the pieces of the go-runc exec path.
 //! * [`error`]: ttrpc codes; runtime failures are code Unknown and the *client* (cri-streaming,
 //!   playing containerd) appends `: unknown`.
@@ -22,6 +22,7 @@ pub mod server;
 pub mod service;
 pub mod shim_binary;
 pub mod stdio;
+pub mod task_api;
 pub mod traceparent;
 
 use cli::{Action, ShimArgs};

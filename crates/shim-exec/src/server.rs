@@ -8,13 +8,13 @@ use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use containerd_shim_protos::shim_async::create_task;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
 
 use crate::config::ShimConfig;
 use crate::reaper::Reaper;
 use crate::service::TaskService;
+use crate::task_api::task_services;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -54,7 +54,7 @@ pub async fn serve(
     let listener = tokio::net::UnixListener::from_std(listener).map_err(ServeError::Listener)?;
     let mut server = ttrpc::r#async::Server::new()
         .add_listener(ttrpc::r#async::transport::Listener::from(listener))
-        .register_service(create_task(Arc::new(service)));
+        .register_service(task_services(Arc::new(service)));
     server
         .start()
         .await
