@@ -1,6 +1,7 @@
 //! shim-exec: a containerd shim v2 (task API over ttrpc) that runs runc containers and execs
 //! into them the way containerd-shim-runc-v2 and go-runc do.
 //!
+//! * [`rootfs`]: mounting containerd's `rootfs` mounts into the bundle.
 //! * [`bundle`]: busybox rootfs and OCI `config.json` for tests and the lab.
 //! * [`shim_binary`] + [`cli`]: the `start`/`delete`/serve binary contract.
 //! * [`service`]: the task API ([`task_api`] registers it as v2 and v3); [`process_spec_file`], [`runc`], [`console`], [`stdio`],
@@ -17,6 +18,7 @@ pub mod go_error;
 pub mod process;
 pub mod process_spec_file;
 pub mod reaper;
+pub mod rootfs;
 pub mod runc;
 pub mod server;
 pub mod service;

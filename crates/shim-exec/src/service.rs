@@ -42,6 +42,7 @@ use crate::error::TaskError;
 use crate::process::{Exit, Process, ProcessStatus, FAILED_START_STATUS};
 use crate::process_spec_file::ProcessSpecFile;
 use crate::reaper::{ExitEvent, Reaper, Subscription};
+use crate::rootfs::{mount_rootfs, unmount_rootfs};
 use crate::runc::{last_error, parse_ps, Runc};
 use crate::stdio::{console_io, pipe_io, register, set_nonblocking, StdioPaths};
 use crate::traceparent;
@@ -53,6 +54,8 @@ const DELETE_WAIT: Duration = Duration::from_secs(10);
 
 struct Container {
     bundle: PathBuf,
+    /// Create mounted containerd's `rootfs` mounts on `<bundle>/rootfs`; Delete unmounts.
+    mounted_rootfs: bool,
     init: Process,
     execs: HashMap<String, Process>,
 }
@@ -252,6 +255,26 @@ impl TaskService {
                 req.bundle
             )));
         }
+        mount_rootfs(&bundle, &req.rootfs).map_err(|e| TaskError::Runtime(e.to_string()))?;
+        let mounted_rootfs = !req.rootfs.is_empty();
+        let created = self
+            .create_on_rootfs(&req, bundle.clone(), mounted_rootfs)
+            .await;
+        if created.is_err() && mounted_rootfs {
+            if let Err(e) = unmount_rootfs(&bundle) {
+                tracing::warn!(id = req.id, "{e}");
+            }
+        }
+        created
+    }
+
+    /// Create once the rootfs is in place.
+    async fn create_on_rootfs(
+        &self,
+        req: &CreateTaskRequest,
+        bundle: PathBuf,
+        mounted_rootfs: bool,
+    ) -> Result<CreateTaskResponse, TaskError> {
         let stdio = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -311,6 +334,7 @@ impl TaskService {
             run.exits,
             Some(Container {
                 bundle,
+                mounted_rootfs,
                 init,
                 execs: HashMap::new(),
             }),
@@ -675,6 +699,9 @@ impl TaskService {
         }
         c.init.io.abort();
         let _ = fs::remove_file(bundle.join("init.pid"));
+        if c.mounted_rootfs {
+            unmount_rootfs(&bundle).map_err(|e| TaskError::Runtime(e.to_string()))?;
+        }
         tracing::info!(id = req.id, "deleted");
         Ok(delete_response(&c.init))
     }

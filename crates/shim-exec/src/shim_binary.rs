@@ -5,7 +5,7 @@
 //!   otherwise bind the socket, re-execute this binary without an action word as the daemon
 //!   (new session, stdin/stdout on /dev/null, stderr appended to the log file, the listener as
 //!   fd 3), wait until it answers a ttrpc `Connect`, print `unix://<socket>` and exit 0.
-//! * `delete`: `runc delete --force <id>`, remove the bundle's pid files, remove the socket if no
+//! * `delete`: `runc delete --force <id>`, unmount `<bundle>/rootfs`, remove the bundle's pid files, remove the socket if no
 //!   shim answers on it, print a `DeleteResponse` (exit status 128+SIGKILL, as containerd's
 //!   runc shim reports it) in protobuf on stdout.
 //! * no action: serve on fd 3 (see [`crate::server`]).
@@ -190,6 +190,10 @@ pub fn delete(args: &ShimArgs, config: &ShimConfig) -> Result<Vec<u8>, ShimBinar
         Ok(s) if !s.success() => tracing::warn!(id = args.id, %s, "runc delete"),
         Ok(_) => {}
         Err(e) => tracing::warn!(id = args.id, error = %e, "runc delete"),
+    }
+    // containerd's rootfs mounts stay behind when the daemon died; they come off here.
+    if let Err(e) = crate::rootfs::unmount_rootfs(&bundle) {
+        tracing::warn!(id = args.id, "{e}");
     }
     let pid = fs::read_to_string(bundle.join("init.pid"))
         .ok()
