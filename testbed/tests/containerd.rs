@@ -281,3 +281,94 @@ fn a_crashed_labs_containerd_is_swept_by_down() {
     assert!(report.leftovers.is_empty(), "{:?}", report.leftovers);
     assert_eq!(containerd_leftovers(&paths), Vec::<String>::new());
 }
+
+/// containerd driving shim-exec (`--runtime containerd-shim-exec`): real kubectl execs through
+/// containerd's streaming server into containers our shim runs; then every shim-exec daemon of
+/// the lab is killed and containerd's log must show it handled a shim crash (printed).
+#[test]
+fn shim_exec_under_containerd_execs_and_its_crash_is_seen() {
+    if containerd_missing() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = LabConfig::new(&tmp.path().join("lab"));
+    config.runtime = LabRuntime::ContainerdShimExec;
+    let lab = common::start_lab(config);
+    let dir = lab.dir().to_path_buf();
+    let paths = ContainerdPaths::new(lab.layout());
+    let kubeconfig = lab.kubeconfig();
+    let socket = paths.socket.display().to_string();
+    let shims = || -> Vec<u32> {
+        procfs::processes()
+            .iter()
+            .filter(|p| p.program() == "shim-exec" && p.cmdline.contains(&socket))
+            .map(|p| p.pid)
+            .collect()
+    };
+    assert!(
+        !shims().is_empty(),
+        "no shim-exec under the lab's containerd"
+    );
+    for client in Client::ALL {
+        let three = exec(
+            client,
+            &kubeconfig,
+            &["web", "-c", "app", "--", "sh", "-c", "echo hi; exit 3"],
+            Stdio::null(),
+        );
+        assert_eq!(
+            three,
+            (
+                Some(3),
+                "hi\n".into(),
+                "command terminated with exit code 3\n".into()
+            ),
+            "{}\n{}",
+            client.label(),
+            dump_logs(&dir)
+        );
+    }
+    let (code, out, err) = exec_tty(Client::ALL[0], &kubeconfig, "tty; exit 4");
+    assert_eq!(code, Some(4), "tty: {out}{err}\n{}", dump_logs(&dir));
+    // Known gap: the pts name (written just before the exit) is sometimes missing from the
+    // output under containerd; the exit code always arrives.
+    eprintln!("kubectl exec -it (tty; exit 4): {out:?}");
+
+    // Kill every shim-exec daemon: containerd must see shims that crashed.
+    for pid in shims() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let log = dir.join("logs/containerd.log");
+    let wanted = ["shim disconnected", "cleaning up dead shim"];
+    let deadline = std::time::Instant::now() + LIMIT;
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if wanted.iter().all(|w| text.contains(w)) {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "containerd never reported the shim crash:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("containerd after shim-exec was killed:");
+    for line in text.lines().filter(|l| {
+        l.contains("shim disconnected") || l.contains("dead shim") || l.contains("ttrpc: closed")
+    }) {
+        eprintln!("  {line}");
+    }
+    let after = exec(
+        Client::ALL[0],
+        &kubeconfig,
+        &["web", "-c", "app", "--", "echo", "hi"],
+        Stdio::null(),
+    );
+    eprintln!("kubectl exec after the crash: {after:?}");
+    assert_ne!(after.0, Some(0), "exec into a container whose shim died");
+    common::stop_lab(lab);
+    assert_eq!(containerd_leftovers(&paths), Vec::<String>::new());
+}
