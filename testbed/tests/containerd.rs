@@ -291,7 +291,7 @@ fn shim_exec_under_containerd_execs_and_its_crash_is_seen() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let mut config = LabConfig::new(&tmp.path().join("lab"));
+    let mut config = LabConfig::new(tmp.path().join("lab"));
     config.runtime = LabRuntime::ContainerdShimExec;
     let lab = common::start_lab(config);
     let dir = lab.dir().to_path_buf();
