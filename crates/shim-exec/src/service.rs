@@ -51,6 +51,9 @@ use crate::traceparent;
 const CONSOLE_WAIT: Duration = Duration::from_secs(5);
 /// How long Delete waits for a force-deleted init to be reaped.
 const DELETE_WAIT: Duration = Duration::from_secs(10);
+/// How long Delete lets an exited exec's output copy finish (containerd's runc shim waits
+/// 2 s for its copiers).
+const IO_DRAIN_WAIT: Duration = Duration::from_secs(2);
 
 struct Container {
     bundle: PathBuf,
@@ -652,21 +655,24 @@ impl TaskService {
 
     async fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse, TaskError> {
         if !req.exec_id.is_empty() {
-            let mut containers = self.containers();
-            let c = containers
-                .get_mut(&req.id)
-                .ok_or_else(|| TaskError::container_not_found(&req.id))?;
-            let p = c.process(&req.exec_id)?;
-            if p.status() == ProcessStatus::Running {
-                return Err(TaskError::FailedPrecondition(
-                    "cannot delete running exec: failed precondition".into(),
-                ));
-            }
-            let bundle = c.bundle.clone();
-            let Some(mut p) = c.execs.remove(&req.exec_id) else {
-                return Err(TaskError::process_not_found(&req.exec_id));
+            let (bundle, mut p) = {
+                let mut containers = self.containers();
+                let c = containers
+                    .get_mut(&req.id)
+                    .ok_or_else(|| TaskError::container_not_found(&req.id))?;
+                let p = c.process(&req.exec_id)?;
+                if p.status() == ProcessStatus::Running {
+                    return Err(TaskError::FailedPrecondition(
+                        "cannot delete running exec: failed precondition".into(),
+                    ));
+                }
+                let bundle = c.bundle.clone();
+                let Some(p) = c.execs.remove(&req.exec_id) else {
+                    return Err(TaskError::process_not_found(&req.exec_id));
+                };
+                (bundle, p)
             };
-            p.io.abort();
+            p.io.drain_then_abort(IO_DRAIN_WAIT).await;
             let _ = fs::remove_file(bundle.join(format!("{}.pid", req.exec_id)));
             return Ok(delete_response(&p));
         }

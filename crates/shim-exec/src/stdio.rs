@@ -74,6 +74,18 @@ impl ProcessIo {
         }
     }
 
+    /// Deleting an exited process: give the output copy up to `limit` to pass on what the
+    /// process wrote last (a terminal's final bytes can still sit in the pty when the exit is
+    /// reaped), then stop everything. containerd's runc shim waits the same way, 2 s, for its
+    /// copiers before it deletes an exec.
+    pub async fn drain_then_abort(&mut self, limit: std::time::Duration) {
+        self.process_exited();
+        if let Some(task) = self.output_task.as_mut() {
+            let _ = tokio::time::timeout(limit, task).await;
+        }
+        self.abort();
+    }
+
     /// The process is deleted: stop everything.
     pub fn abort(&mut self) {
         self.process_exited();

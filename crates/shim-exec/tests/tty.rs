@@ -72,6 +72,48 @@ async fn tty_exec_sees_resize() {
 
 /// A second container in the same pod's shim, with a terminal on its init: the pty output
 /// reaches the FIFO and Kill(all) through `runc kill --all` ends it with 128+9.
+/// A terminal's last output still sits in the pty when the exit is reaped; a Delete right after
+/// Wait (as containerd's CRI does) must let the copy finish, not cut it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_right_after_wait_keeps_a_terminals_last_output() {
+    const BYTES: usize = 512 * 1024;
+    let lab = Lab::new();
+    let mut shim = lab.start_shim("pod-tty-drain", None).await;
+    shim.run_sleeper(&lab, "ctr-drain").await;
+    for round in 0..3 {
+        let exec_id = format!("d{round}");
+        let out = lab.fifo(&format!("{exec_id}.out"));
+        // A slow reader: at the exit, output still waits in the pty and in the copy.
+        let out_r = read_fifo_paced(&out, std::time::Duration::from_millis(1));
+        let script = format!("head -c {BYTES} /dev/zero | tr '\\0' a; exit 5");
+        let req = Shim::exec_request(
+            "ctr-drain",
+            &exec_id,
+            &["sh", "-c", &script],
+            true,
+            [Path::new(""), &out, Path::new("")],
+        );
+        shim.task.exec(ctx(), &req).await.expect("Exec");
+        shim.task
+            .start(
+                ctx(),
+                &StartRequest {
+                    id: "ctr-drain".into(),
+                    exec_id: exec_id.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("Start");
+        assert_eq!(shim.wait("ctr-drain", &exec_id).await, 5);
+        shim.delete_exec("ctr-drain", &exec_id).await;
+        let got = out_r.join().expect("out");
+        let a_count = got.iter().filter(|&&b| b == b'a').count();
+        assert_eq!(a_count, BYTES, "round {round}: output cut at Delete");
+    }
+    shim.teardown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminal_init_and_kill_all_in_a_pod_shim() {
     use containerd_shim_protos::api::{CreateTaskRequest, KillRequest};

@@ -372,6 +372,11 @@ pub fn fd_count(pid: u32) -> usize {
 /// Reads a FIFO to EOF in a thread. The read end is opened now (non-blocking, so the shim's
 /// writer can open), and read only when poll reports data or a writer's hang-up.
 pub fn read_fifo(path: &Path) -> JoinHandle<Vec<u8>> {
+    read_fifo_paced(path, Duration::ZERO)
+}
+
+/// [`read_fifo`] by a slow reader: `pause` after every read of at most 8 KiB.
+pub fn read_fifo_paced(path: &Path, pause: Duration) -> JoinHandle<Vec<u8>> {
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -397,7 +402,10 @@ pub fn read_fifo(path: &Path) -> JoinHandle<Vec<u8>> {
             let r = unsafe { libc::read(file.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             match r {
                 0 => return out,
-                n if n > 0 => out.extend_from_slice(&buf[..n as usize]),
+                n if n > 0 => {
+                    out.extend_from_slice(&buf[..n as usize]);
+                    std::thread::sleep(pause);
+                }
                 _ => {
                     let e = std::io::Error::last_os_error();
                     assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "read fifo: {e}");
