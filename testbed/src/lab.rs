@@ -42,9 +42,8 @@ pub enum LabRuntime {
     /// shim-exec.
     Containerd,
     /// containerd driving shim-exec (as `containerd-shim-execlab-v2`, the default runtime
-    /// handler) in place of its runc shim. Containerd 1.6 calls the task API as
-    /// `containerd.task.v2.Task`; shim-exec serves it only under the v3 name so far, and every
-    /// sandbox fails with `containerd.task.v2.Task service does not exist` (issue #9).
+    /// handler) in place of its runc shim (containerd 1.6 calls the task API by its v2 name,
+    /// which shim-exec serves besides v3).
     ContainerdShimExec,
 }
 
