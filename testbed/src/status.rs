@@ -1,8 +1,9 @@
 //! `execlab status`: each hop of a lab, its pid, address, health (asked live) and metrics URL.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use crate::containerd::{self, ContainerdPaths};
 use crate::error::LabError;
 use crate::hop::{metrics_addr_file, Hop};
 use crate::layout::LabLayout;
@@ -15,6 +16,9 @@ use crate::sweep;
 #[derive(Debug, Clone)]
 pub struct HopStatus {
     pub hop: Hop,
+    /// What runs at the hop's place: the hop's name, or containerd's in a `--runtime
+    /// containerd` lab.
+    pub name: &'static str,
     pub pids: Vec<u32>,
     pub address: String,
     /// `Ok(detail)` when healthy (the detail may be empty), `Err(why)` when not.
@@ -59,6 +63,12 @@ pub async fn lab_status(layout: &LabLayout) -> Result<Option<LabStatus>, LabErro
 }
 
 async fn hop_status(layout: &LabLayout, record: &LabRecord, pki: &PkiPaths, hop: Hop) -> HopStatus {
+    let containerd_socket = ContainerdPaths::new(layout).socket;
+    if record.hop(Hop::CriStreaming).is_none() && containerd_socket.exists() {
+        if let Some(status) = containerd_status(layout, hop, &containerd_socket).await {
+            return status;
+        }
+    }
     if hop == Hop::ShimExec {
         let pids = sweep::shim_pids(layout);
         let sockets = shim_sockets(layout);
@@ -70,6 +80,7 @@ async fn hop_status(layout: &LabLayout, record: &LabRecord, pki: &PkiPaths, hop:
         let urls = shim_metrics_urls(layout);
         return HopStatus {
             hop,
+            name: hop.name(),
             pids,
             address: sockets.join(" "),
             health,
@@ -79,6 +90,7 @@ async fn hop_status(layout: &LabLayout, record: &LabRecord, pki: &PkiPaths, hop:
     let Some(entry) = record.hop(hop) else {
         return HopStatus {
             hop,
+            name: hop.name(),
             pids: Vec::new(),
             address: String::new(),
             health: Err("not started".into()),
@@ -97,11 +109,54 @@ async fn hop_status(layout: &LabLayout, record: &LabRecord, pki: &PkiPaths, hop:
     };
     HopStatus {
         hop,
+        name: hop.name(),
         pids: vec![entry.pid],
         address: shown,
         health,
         metrics_url: metrics_url(layout, hop),
     }
+}
+
+/// In a `--runtime containerd` lab, containerd holds cri-streaming's place (health: CRI
+/// Version on its socket) and its shims shim-exec's; `None` for the other hops.
+async fn containerd_status(layout: &LabLayout, hop: Hop, socket: &Path) -> Option<HopStatus> {
+    let processes = containerd::lab_processes(layout);
+    let (name, pids): (&'static str, Vec<u32>) = match hop {
+        Hop::CriStreaming => (
+            "containerd",
+            processes
+                .iter()
+                .filter(|p| p.program() == "containerd")
+                .map(|p| p.pid)
+                .collect(),
+        ),
+        Hop::ShimExec => (
+            "containerd shims",
+            processes
+                .iter()
+                .filter(|p| p.program() != "containerd")
+                .map(|p| p.pid)
+                .collect(),
+        ),
+        _ => return None,
+    };
+    let health = match hop {
+        _ if pids.is_empty() => Err("not running".to_owned()),
+        Hop::CriStreaming => probe::cri_version(socket).await.map_err(|e| e.to_string()),
+        _ => Ok(String::new()),
+    };
+    let address = match hop {
+        Hop::CriStreaming => format!("unix://{}", socket.display()),
+        _ => String::new(),
+    };
+    Some(HopStatus {
+        hop,
+        name,
+        pids,
+        address,
+        health,
+        metrics_url: None,
+    })
 }
 
 /// The hop's metrics URL, from the address file it wrote once its metrics server listened.
@@ -212,11 +267,7 @@ impl fmt::Display for LabStatus {
                 .unwrap_or_default();
             let line = format!(
                 "{:<16} {:<9} {:<7} {}{metrics}  {}",
-                hop.hop.name(),
-                pids,
-                health,
-                hop.address,
-                detail
+                hop.name, pids, health, hop.address, detail
             );
             writeln!(f, "{}", line.trim_end())?;
         }

@@ -263,6 +263,19 @@ fn redirect_mode_through_containerd() {
             dump_logs(&dir)
         );
     }
+    // `execlab status` shows containerd in cri-streaming's place, healthy.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_execlab"))
+        .args(["status", "--dir"])
+        .arg(&dir)
+        .output()
+        .expect("execlab status runs");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "status:\n{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("containerd ") && l.contains(" ok ")),
+        "status:\n{text}"
+    );
     common::stop_lab(lab);
 }
 

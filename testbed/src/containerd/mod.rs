@@ -413,16 +413,25 @@ pub fn sweep(layout: &LabLayout) -> ContainerdSweep {
     sweep_paths(&ContainerdPaths::new(layout))
 }
 
-fn sweep_paths(paths: &ContainerdPaths) -> ContainerdSweep {
-    let mut report = ContainerdSweep::default();
+/// The lab's containerd and its shims: the processes that name the lab's containerd socket.
+pub fn lab_processes(layout: &LabLayout) -> Vec<procfs::ProcessInfo> {
+    lab_processes_of(&ContainerdPaths::new(layout))
+}
+
+fn lab_processes_of(paths: &ContainerdPaths) -> Vec<procfs::ProcessInfo> {
     let socket = paths.socket.display().to_string();
     let spared = procfs::self_and_ancestors();
-    let ours: Vec<_> = procfs::processes()
+    procfs::processes()
         .into_iter()
         .filter(|p| !spared.contains(&p.pid))
         .filter(|p| p.program() == "containerd" || SHIM_PROGRAMS.contains(&p.program()))
         .filter(|p| p.cmdline.contains(&socket))
-        .collect();
+        .collect()
+}
+
+fn sweep_paths(paths: &ContainerdPaths) -> ContainerdSweep {
+    let mut report = ContainerdSweep::default();
+    let ours = lab_processes_of(paths);
     for process in &ours {
         let _ = kill(Pid::from_raw(process.pid as i32), Signal::SIGKILL);
     }
