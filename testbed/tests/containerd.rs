@@ -14,14 +14,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{client_argv, client_command, dump_logs, run_bounded, run_bounded_with_input};
+use common::{assert_exec_matrix, client_argv, dump_logs, kubectl_exec, run_bounded, StdinCase};
 use execlab::containerd::{self, ContainerdPaths, RUNC_ROOT};
 use execlab::fault::kubectl::Client;
 use execlab::{procfs, Hop, Lab, LabConfig, LabRuntime};
-use sha2::{Digest, Sha256};
 
 const LIMIT: Duration = Duration::from_secs(30);
-const STDIN_BYTES: usize = 20 * 1024 * 1024;
 
 fn containerd_missing() -> bool {
     if containerd::installed() {
@@ -50,27 +48,30 @@ fn start(dir: &Path, redirect: bool) -> Lab {
     lab
 }
 
-/// 20 MiB that are not all alike (xorshift), so a lost or reordered chunk changes the digest.
-fn stdin_payload() -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut data = Vec::with_capacity(STDIN_BYTES);
-    while data.len() < STDIN_BYTES {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        data.extend_from_slice(&state.to_le_bytes());
-    }
-    data
-}
-
 type Answer = (Option<i32>, String, String);
 
-fn exec(client: Client, kubeconfig: &Path, args: &[&str], stdin: Stdio) -> Answer {
-    let mut command = client_command(client, kubeconfig);
-    command.arg("exec").args(args);
-    let out = run_bounded_with_input(&mut command, stdin, LIMIT);
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code(), text(&out.stdout), text(&out.stderr))
+/// `kubectl exec -- sh -c 'echo hi; exit 3'` with every client: `hi`, kubectl's
+/// `command terminated` line and exit status 3. `what` names the lab in failures.
+fn assert_exit_three(kubeconfig: &Path, what: &str, dir: &Path) {
+    for client in Client::ALL {
+        let three = kubectl_exec(
+            client,
+            kubeconfig,
+            &["web", "-c", "app", "--", "sh", "-c", "echo hi; exit 3"],
+            Stdio::null(),
+        );
+        assert_eq!(
+            three,
+            (
+                Some(3),
+                "hi\n".into(),
+                "command terminated with exit code 3\n".into()
+            ),
+            "{} ({what})\n{}",
+            client.label(),
+            dump_logs(dir)
+        );
+    }
 }
 
 /// `kubectl exec -it` under `script`, which gives it a terminal.
@@ -129,10 +130,7 @@ fn every_kubectl_execs_through_containerd_and_nothing_is_left() {
     let dir = lab.dir().to_path_buf();
     let paths = ContainerdPaths::new(lab.layout());
     let kubeconfig = lab.kubeconfig();
-    let payload = stdin_payload();
-    let input = tmp.path().join("stdin.bin");
-    std::fs::write(&input, &payload).unwrap();
-    let digest = format!("{}  -\n", hex::encode(Sha256::digest(&payload)));
+    let stdin = StdinCase::write(tmp.path());
     // The pod's sandbox runs under containerd's own runc shim.
     assert!(
         procfs::processes()
@@ -143,61 +141,8 @@ fn every_kubectl_execs_through_containerd_and_nothing_is_left() {
     );
 
     for client in Client::ALL {
-        assert!(
-            client.available(),
-            "{} missing: run scripts/setup.sh",
-            client.binary().display()
-        );
         let label = client.label();
-        let hi = exec(
-            client,
-            &kubeconfig,
-            &["web", "-c", "app", "--", "echo", "hi"],
-            Stdio::null(),
-        );
-        assert_eq!(
-            hi,
-            (Some(0), "hi\n".into(), String::new()),
-            "{label}\n{}",
-            dump_logs(&dir)
-        );
-        let three = exec(
-            client,
-            &kubeconfig,
-            &[
-                "web",
-                "-c",
-                "app",
-                "--",
-                "sh",
-                "-c",
-                "echo out; echo err >&2; exit 3",
-            ],
-            Stdio::null(),
-        );
-        assert_eq!(
-            three,
-            (
-                Some(3),
-                "out\n".into(),
-                "err\ncommand terminated with exit code 3\n".into()
-            ),
-            "{label}\n{}",
-            dump_logs(&dir)
-        );
-        let stdin = std::fs::File::open(&input).unwrap();
-        let summed = exec(
-            client,
-            &kubeconfig,
-            &["-i", "web", "-c", "app", "--", "sha256sum"],
-            stdin.into(),
-        );
-        assert_eq!(
-            summed,
-            (Some(0), digest.clone(), String::new()),
-            "{label}: 20 MiB through stdin\n{}",
-            dump_logs(&dir)
-        );
+        assert_exec_matrix(client, &kubeconfig, &stdin, label, &dir);
         // A terminal: `tty` names a pts, and the tty turns \n into \r\n on the way out
         // (kubectl 1.20 under `script` shows a `^@` before it).
         let (code, out, err) = exec_tty(client, &kubeconfig, "tty; exit 4");
@@ -244,25 +189,7 @@ fn redirect_mode_through_containerd() {
     let lab = start(&tmp.path().join("lab"), true);
     let dir = lab.dir().to_path_buf();
     let kubeconfig = lab.kubeconfig();
-    for client in Client::ALL {
-        let three = exec(
-            client,
-            &kubeconfig,
-            &["web", "-c", "app", "--", "sh", "-c", "echo hi; exit 3"],
-            Stdio::null(),
-        );
-        assert_eq!(
-            three,
-            (
-                Some(3),
-                "hi\n".into(),
-                "command terminated with exit code 3\n".into()
-            ),
-            "{} (redirect mode)\n{}",
-            client.label(),
-            dump_logs(&dir)
-        );
-    }
+    assert_exit_three(&kubeconfig, "redirect mode", &dir);
     // `execlab status` shows containerd in cri-streaming's place, healthy.
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_execlab"))
         .args(["status", "--dir"])
@@ -322,25 +249,7 @@ fn shim_exec_under_containerd_execs_and_its_crash_is_seen() {
         !shims().is_empty(),
         "no shim-exec under the lab's containerd"
     );
-    for client in Client::ALL {
-        let three = exec(
-            client,
-            &kubeconfig,
-            &["web", "-c", "app", "--", "sh", "-c", "echo hi; exit 3"],
-            Stdio::null(),
-        );
-        assert_eq!(
-            three,
-            (
-                Some(3),
-                "hi\n".into(),
-                "command terminated with exit code 3\n".into()
-            ),
-            "{}\n{}",
-            client.label(),
-            dump_logs(&dir)
-        );
-    }
+    assert_exit_three(&kubeconfig, "containerd driving shim-exec", &dir);
     let (code, out, err) = exec_tty(Client::ALL[0], &kubeconfig, "tty; exit 4");
     assert_eq!(code, Some(4), "tty: {out}{err}\n{}", dump_logs(&dir));
     // Known gap: the pts name (written just before the exit) is sometimes missing from the
@@ -374,7 +283,7 @@ fn shim_exec_under_containerd_execs_and_its_crash_is_seen() {
     }) {
         eprintln!("  {line}");
     }
-    let after = exec(
+    let after = kubectl_exec(
         Client::ALL[0],
         &kubeconfig,
         &["web", "-c", "app", "--", "echo", "hi"],
