@@ -242,39 +242,26 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
             "redirects"
         }
     ));
-    let (lab, tmp) = start_lab(config, !main_redirects).await?;
-    let dir = lab.dir().to_path_buf();
-    let outcome = measure_lab(
+    measure_own_lab(
         config,
-        &dir,
         &progress,
         fifo_dir.path(),
-        false,
         &mut results,
+        (!main_redirects, LabRuntime::Execlab),
     )
-    .await;
-    keep_logs(&lab, &config.out, !main_redirects);
-    stop_lab(lab);
-    drop(tmp);
-    outcome?;
+    .await?;
 
     // containerd's counterparts, in the same run (issue #9).
     if crate::containerd::installed() {
         progress.step("starting a lab (--runtime containerd)".into());
-        let (lab, tmp) = start_lab_with(config, false, LabRuntime::Containerd).await?;
-        let dir = lab.dir().to_path_buf();
-        let outcome = measure_lab(
+        measure_own_lab(
             config,
-            &dir,
             &progress,
             fifo_dir.path(),
-            false,
             &mut results,
+            (false, LabRuntime::Containerd),
         )
-        .await;
-        stop_lab(lab);
-        drop(tmp);
-        outcome?;
+        .await?;
     } else {
         progress.note("containerd not installed: no containerd-cri/containerd-chain".into());
     }
@@ -302,6 +289,26 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
 
 /// Measures every path `dir`'s lab serves and that is not measured yet; with `everything`, also
 /// concurrency and kubectl.
+/// Starts a lab of the bench's own (kubelet redirect mode, runtime), measures the paths it
+/// serves, keeps its logs in the output dir (ours only), and stops it.
+async fn measure_own_lab(
+    config: &BenchConfig,
+    progress: &Progress,
+    fifo_dir: &Path,
+    results: &mut Results,
+    (redirect, runtime): (bool, LabRuntime),
+) -> Result<(), BenchError> {
+    let (lab, tmp) = start_lab_with(config, redirect, runtime).await?;
+    let dir = lab.dir().to_path_buf();
+    let outcome = measure_lab(config, &dir, progress, fifo_dir, false, results).await;
+    if runtime == LabRuntime::Execlab {
+        keep_logs(&lab, &config.out, redirect);
+    }
+    stop_lab(lab);
+    drop(tmp);
+    outcome
+}
+
 async fn measure_lab(
     config: &BenchConfig,
     dir: &Path,
