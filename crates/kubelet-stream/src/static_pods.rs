@@ -155,11 +155,17 @@ impl Reconciler {
                 id
             }
         };
+        // All of the pod's containers, in every sandbox it had: kubelet counts restarts (and
+        // so attempts) per pod, and the runtime keeps an old sandbox's container names reserved
+        // until they are removed (kuberuntime_manager.go computePodActions/startContainer).
         let containers = self
             .runtime
             .list_containers(
                 cri::ContainerFilter {
-                    pod_sandbox_id: sandbox_id.clone(),
+                    label_selector: HashMap::from([(
+                        LABEL_POD_UID.to_owned(),
+                        pod.uid().to_owned(),
+                    )]),
                     ..Default::default()
                 },
                 None,
@@ -194,7 +200,17 @@ impl Reconciler {
         instances: &[&cri::Container],
     ) -> Result<Option<ContainerObservation>, RuntimeError> {
         let restart_count = u32::try_from(instances.len().saturating_sub(1)).unwrap_or(u32::MAX);
-        let latest = instances.iter().max_by_key(|c| c.created_at).copied();
+        let next_attempt = instances
+            .iter()
+            .filter_map(|c| c.metadata.as_ref().map(|m| m.attempt.saturating_add(1)))
+            .max()
+            .unwrap_or(0);
+        // Only a container of the current sandbox can be running or be started again.
+        let latest = instances
+            .iter()
+            .filter(|c| c.pod_sandbox_id == sandbox_id)
+            .max_by_key(|c| c.created_at)
+            .copied();
         let key = (pod.uid().to_owned(), spec.name.clone());
         match latest.map(|c| (c, cri::ContainerState::try_from(c.state))) {
             Some((c, Ok(cri::ContainerState::ContainerRunning))) => {
@@ -228,7 +244,7 @@ impl Reconciler {
             }
             None => {}
         }
-        let attempt = u32::try_from(instances.len()).unwrap_or(u32::MAX);
+        let attempt = next_attempt;
         let config = container_config(pod, spec, attempt);
         let id = self
             .runtime

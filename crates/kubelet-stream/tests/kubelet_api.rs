@@ -398,3 +398,32 @@ async fn exited_container_is_recreated_with_the_next_attempt() {
     assert_eq!(runtime.runtime.sandbox_count(), 1);
     kubelet.stop().await;
 }
+
+/// A killed shim takes the sandbox down with the container: the new sandbox's container must
+/// take the next attempt of the pod (the runtime still reserves the old container's name), as
+/// kubelet counts restarts across all of a pod's sandboxes.
+#[tokio::test]
+async fn container_in_a_new_sandbox_takes_the_next_attempt() {
+    let lab = Lab::new();
+    let runtime = serve_runtime(FakeRuntime::default(), &lab.socket);
+    let kubelet = lab.start_kubelet(StreamingMode::Proxy).await;
+    let tls = lab.pki.client(Some(&lab.pki.apiserver));
+    wait_running(&kubelet, tls.clone()).await;
+    runtime.runtime.lose_all_sandboxes();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while runtime.runtime.container_count() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "container never recreated in a new sandbox"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(runtime.runtime.sandbox_count(), 2);
+    assert_eq!(runtime.runtime.container_attempts(), [0, 1]);
+    let after = wait_running(&kubelet, tls).await;
+    assert_eq!(
+        after["items"][0]["status"]["containerStatuses"][0]["restartCount"],
+        1
+    );
+    kubelet.stop().await;
+}

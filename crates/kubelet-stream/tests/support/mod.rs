@@ -86,6 +86,26 @@ impl FakeRuntime {
         }
     }
 
+    /// Every sandbox not ready and every container exited, as after a killed shim.
+    pub fn lose_all_sandboxes(&self) {
+        let mut state = self.lock();
+        for s in &mut state.sandboxes {
+            s.state = cri::PodSandboxState::SandboxNotready as i32;
+        }
+        for c in &mut state.containers {
+            c.state = cri::ContainerState::ContainerExited as i32;
+        }
+    }
+
+    /// The attempt numbers of the containers created, in order.
+    pub fn container_attempts(&self) -> Vec<u32> {
+        self.lock()
+            .containers
+            .iter()
+            .map(|c| c.metadata.as_ref().map_or(0, |m| m.attempt))
+            .collect()
+    }
+
     pub fn exec_requests(&self) -> Vec<cri::ExecRequest> {
         self.lock().exec_requests.clone()
     }
@@ -166,6 +186,30 @@ impl RuntimeService for FakeRuntime {
             .any(|s| s.id == request.pod_sandbox_id)
         {
             return Err(Status::not_found("sandbox not found"));
+        }
+        // containerd reserves `<container>_<pod>_<namespace>_<uid>_<attempt>` until the
+        // container is removed, whichever sandbox it was in (pkg/cri/server/helpers.go
+        // makeContainerName; container_create.go).
+        let name_of = |meta: Option<&cri::ContainerMetadata>, labels: &HashMap<String, String>| {
+            format!(
+                "{}_{}_{}",
+                meta.map_or("", |m| m.name.as_str()),
+                labels
+                    .get("io.kubernetes.pod.uid")
+                    .map_or("", String::as_str),
+                meta.map_or(0, |m| m.attempt)
+            )
+        };
+        let name = name_of(config.metadata.as_ref(), &config.labels);
+        if let Some(holder) = state
+            .containers
+            .iter()
+            .find(|c| name_of(c.metadata.as_ref(), &c.labels) == name)
+        {
+            return Err(Status::unknown(format!(
+                "failed to reserve container name {name:?}: name {name:?} is reserved for {:?}",
+                holder.id
+            )));
         }
         state.next_id += 1;
         let id = format!("container{}", state.next_id);
