@@ -125,10 +125,16 @@ pub async fn stdout_throughput(dialer: &Dialer, bytes: u64) -> Result<f64, Measu
     .await
 }
 
-/// `bytes` of zeros into the process's stdin; MB/s from the first write to the process's exit
-/// (its end is the only sign every byte was read).
+/// `bytes` (a whole number of MiB) of zeros into the process's stdin; MB/s from the first
+/// write to the process's exit (its end is the only sign every byte was read). dd reads whole
+/// MiB blocks and reports how many it got, so a stdin cut short is an error, not a fast figure.
+///
+/// dd must not be the exec's own process (`exec dd`, or dd last in `sh -c`, which busybox ash
+/// execs): under containerd 1.6's runc shim such a dd reads end of input after a few blocks,
+/// while a dd forked by the shell reads everything.
 pub async fn stdin_throughput(dialer: &Dialer, bytes: u64) -> Result<f64, MeasureError> {
-    let script = "echo r; exec dd of=/dev/null bs=1048576 2>/dev/null";
+    let script = "echo r; dd of=/dev/null bs=1048576 iflag=fullblock 2>&1; exit $?";
+    let expected = format!("{}+0 records in", bytes / MIB);
     within("stdin throughput", transfer_limit(bytes), async {
         let mut session = dialer.open(&ExecCommand::shell(script, true)).await?;
         read_until(&mut session, b'r').await?;
@@ -146,8 +152,18 @@ pub async fn stdin_throughput(dialer: &Dialer, bytes: u64) -> Result<f64, Measur
         }
         stdin.shutdown().await?;
         drop(stdin);
-        finish(session).await?;
-        Ok(mb_per_s(bytes, started.elapsed()))
+        let mut report = Vec::new();
+        session.stdout.read_to_end(&mut report).await?;
+        session.done.await?;
+        let elapsed = started.elapsed();
+        let report = String::from_utf8_lossy(&report);
+        if !report.contains(&expected) {
+            return Err(MeasureError::Unexpected(format!(
+                "stdin cut short: dd reported {:?}, expected {expected:?}",
+                report.trim()
+            )));
+        }
+        Ok(mb_per_s(bytes, elapsed))
     })
     .await
 }

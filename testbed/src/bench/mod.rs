@@ -365,17 +365,9 @@ async fn measure_lab(
         let stdout_mb_s = measure::stdout_throughput(dialer, bytes)
             .await
             .map_err(fail("stdout"))?;
-        let stdin_mb_s = match measure::stdin_throughput(dialer, bytes).await {
-            Ok(rate) => rate,
-            // Straight to containerd's streaming server, the bench's client loses the session
-            // while writing stdin (reset by peer / stream reset CANCEL; kubectl through the
-            // kubelet proxy is fine): reported, not fatal, until understood (issue #9).
-            Err(e) if path.is_containerd() => {
-                progress.note(format!("{path}: stdin not measured: {e}"));
-                0.0
-            }
-            Err(e) => return Err(fail("stdin")(e)),
-        };
+        let stdin_mb_s = measure::stdin_throughput(dialer, bytes)
+            .await
+            .map_err(fail("stdin"))?;
         let tty_rtt_ms = match path.has_tty() {
             true => Percentiles::of(
                 &measure::tty_round_trips(dialer, config.tty_samples())
