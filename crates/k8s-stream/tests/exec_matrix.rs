@@ -247,3 +247,53 @@ async fn stdout_only_session() {
         assert_eq!(r.outcome, Ok(()), "{p}");
     }
 }
+
+/// The SPDY client sends every SYN_STREAM before waiting for a reply: a server that answers
+/// only once all of them have arrived still gets its session (a client waiting for each reply,
+/// as client-go does, would wait here until its reply timeout).
+#[tokio::test]
+async fn spdy_streams_are_opened_without_waiting_for_each_reply() {
+    use k8s_stream::spdy::{self, Session, SessionConfig};
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let server = tokio::spawn(async move {
+        let (_session, mut incoming) =
+            Session::new(server_io, spdy::Role::Server, SessionConfig::default());
+        let mut pending = Vec::new();
+        // error, stdin, stdout, stderr (no tty, so no resize stream).
+        while pending.len() < 4 {
+            pending.push(incoming.next().await.expect("a stream"));
+        }
+        let mut streams = Vec::new();
+        for p in pending {
+            streams.push(p.accept().await.expect("accept"));
+        }
+        streams
+    });
+    let opts = opts(false);
+    let cfg = exec::ConnectConfig {
+        reply_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let client = tokio::time::timeout(
+        LIMIT,
+        exec::connect_with(
+            client_io,
+            StreamProtocol::Spdy(ProtocolVersion::V4),
+            &opts,
+            &cfg,
+        ),
+    )
+    .await
+    .expect("connect bounded");
+    assert!(client.is_ok(), "connect failed: {:?}", client.err());
+    let streams = tokio::time::timeout(LIMIT, server)
+        .await
+        .expect("server bounded")
+        .expect("server task");
+    let ids: Vec<u32> = streams.iter().map(|s| s.id()).collect();
+    assert_eq!(
+        ids,
+        [1, 3, 5, 7],
+        "client-go's order: error, stdin, stdout, stderr"
+    );
+}

@@ -160,42 +160,26 @@ where
         }
     });
     // All streams first, then data (issue 16373: the server starts copying only once every
-    // stream exists).
-    let error = session
-        .open_stream(stream_headers(StreamType::Error))
-        .await?;
-    let stdin = match opts.stdin {
-        true => Some(
-            session
-                .open_stream(stream_headers(StreamType::Stdin))
-                .await?,
-        ),
-        false => None,
+    // stream exists). The SYN_STREAMs go out back to back, in client-go's order, and the replies
+    // are awaited together: one round trip instead of one per stream (client-go waits for each;
+    // the server cannot tell the difference).
+    let open = |wanted: bool, t: StreamType| {
+        let session = &session;
+        async move {
+            match wanted {
+                true => session.open_stream(stream_headers(t)).await.map(Some),
+                false => Ok(None),
+            }
+        }
     };
-    let stdout = match opts.stdout {
-        true => Some(
-            session
-                .open_stream(stream_headers(StreamType::Stdout))
-                .await?,
-        ),
-        false => None,
-    };
-    let stderr = match opts.has_stderr() {
-        true => Some(
-            session
-                .open_stream(stream_headers(StreamType::Stderr))
-                .await?,
-        ),
-        false => None,
-    };
-    let resize = match opts.has_resize(version) {
-        true => Some(
-            session
-                .open_stream(stream_headers(StreamType::Resize))
-                .await?,
-        ),
-        false => None,
-    };
+    let (error, stdin, stdout, stderr, resize) = tokio::try_join!(
+        open(true, StreamType::Error),
+        open(opts.stdin, StreamType::Stdin),
+        open(opts.stdout, StreamType::Stdout),
+        open(opts.has_stderr(), StreamType::Stderr),
+        open(opts.has_resize(version), StreamType::Resize),
+    )?;
+    let error = error.expect("the error stream is always opened");
 
     let (error_reader, mut error_writer) = error.into_split();
     // We never write on the server's streams: half-close them right away.
