@@ -73,7 +73,7 @@ pub struct RuntimeArg {
 impl RuntimeArg {
     /// The flag as it is written on a command line (`--runtime NAME`).
     pub fn to_args(self) -> [String; 2] {
-        ["--runtime".into(), self.runtime.name().into()]
+        ["--runtime".into(), self.runtime.name()]
     }
 }
 
@@ -356,4 +356,37 @@ fn ready_text(dir: &Path, ready_in: Duration, supervisor: u32, detached: bool) -
         dir.display()
     ));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    /// `up --detach` and `fault` (in its namespace) pass `--runtime` on by `to_args`: each
+    /// runtime must come back the same from both commands' parsers.
+    #[test]
+    fn runtime_args_round_trip_through_up_and_fault() {
+        for &runtime in LabRuntime::value_variants() {
+            let flag = RuntimeArg { runtime }.to_args();
+            let up =
+                Cli::try_parse_from(["execlab", "up", flag[0].as_str(), flag[1].as_str()]).unwrap();
+            let LabCommand::Up(up) = up.command else {
+                panic!("not up")
+            };
+            assert_eq!(up.runtime.runtime, runtime);
+            let fault = Cli::try_parse_from([
+                "execlab",
+                "fault",
+                "enospc",
+                flag[0].as_str(),
+                flag[1].as_str(),
+            ])
+            .unwrap();
+            let LabCommand::Fault(fault) = fault.command else {
+                panic!("not fault")
+            };
+            assert_eq!(fault.runtime.runtime, runtime);
+        }
+    }
 }

@@ -18,7 +18,7 @@ use common::{
     assert_exec_matrix, client_argv, containerd_missing, dump_logs, kubectl_exec, run_bounded,
     StdinCase,
 };
-use execlab::containerd::{self, ContainerdPaths, RUNC_ROOT};
+use execlab::containerd::{ContainerdPaths, RUNC_ROOT};
 use execlab::fault::kubectl::Client;
 use execlab::{procfs, Hop, Lab, LabConfig, LabRuntime};
 
