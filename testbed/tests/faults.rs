@@ -157,6 +157,11 @@ fn enospc_containerd() {
     }
     let report = run_fault_with("enospc", &["--runtime", "containerd"]);
     assert!(report.contains("Runtime: containerd."), "{report}");
+    // containerd's own shim made (and failed to make) the files.
+    assert!(
+        report.contains(" containerd-shim-runc-v2: XDG_RUNTIME_DIR="),
+        "{report}"
+    );
     // Both forms, from every client available, in the lab's xdg dir.
     for op in ["open", "write"] {
         assert!(

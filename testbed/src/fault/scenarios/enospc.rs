@@ -8,6 +8,7 @@
 //! (`write` form). Then it proves nothing leaked: no temp file, no runc process, no new
 //! descriptor in the shim.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -87,6 +88,7 @@ fn forms(lab: &Lab, runtime: LabRuntime, report: &mut FaultReport) -> Result<(),
             runtime.name()
         )));
     }
+    shims_runtime_dir_check(&shims, &xdg, report);
     let before: Vec<ShimSnapshot> = shims.iter().map(|&pid| ShimSnapshot::of(pid)).collect();
     for (op, options, what, fill) in FORMS {
         mount(
@@ -186,6 +188,36 @@ fn forms(lab: &Lab, runtime: LabRuntime, report: &mut FaultReport) -> Result<(),
         fds(&after) == fds(&before),
     ));
     Ok(())
+}
+
+/// Each shim (by pid and program) and its `XDG_RUNTIME_DIR`: the fault only bites where the
+/// shims make their runc-process files in the dir the scenario fills.
+fn shims_runtime_dir_check(shims: &[u32], xdg: &Path, report: &mut FaultReport) {
+    let programs: Vec<(u32, String)> = procfs::processes()
+        .into_iter()
+        .filter(|p| shims.contains(&p.pid))
+        .map(|p| (p.pid, p.program().to_owned()))
+        .collect();
+    let want = format!("XDG_RUNTIME_DIR={}", xdg.display());
+    let observed: Vec<String> = programs
+        .iter()
+        .map(|(pid, program)| {
+            let dir = procfs::environ(*pid)
+                .into_iter()
+                .find(|var| var.starts_with("XDG_RUNTIME_DIR="))
+                .unwrap_or_else(|| "XDG_RUNTIME_DIR unset".into());
+            format!("{pid} {program}: {dir}")
+        })
+        .collect();
+    let all_in_xdg = !observed.is_empty() && observed.iter().all(|o| o.ends_with(&want));
+    report.checks.push(Check::fact(
+        "the shims make runc-process files in the lab's xdg dir",
+        "tr '\\0' '\\n' < /proc/<shim>/environ | grep XDG_RUNTIME_DIR",
+        &format!("every shim: {want}"),
+        "go-runc (containerd's runc shim) and shim-exec make the file in $XDG_RUNTIME_DIR; containerd's shims inherit containerd's environment, which the lab sets",
+        &format!("{observed:?}"),
+        all_in_xdg,
+    ));
 }
 
 fn fd_count(pid: u32) -> usize {
