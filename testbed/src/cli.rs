@@ -60,6 +60,23 @@ pub struct DirArg {
     pub dir: PathBuf,
 }
 
+/// `--runtime`, shared by `up` and `fault`.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RuntimeArg {
+    /// The runtime under kubelet-stream: execlab's cri-streaming + shim-exec, or a private
+    /// Debian containerd in the lab dir, with its own runc shim or with shim-exec (issue #9).
+    /// `execlab fault`: the runtimes `--list` names for the fault.
+    #[arg(long, value_enum, default_value_t = LabRuntime::Execlab)]
+    pub runtime: LabRuntime,
+}
+
+impl RuntimeArg {
+    /// The flag as it is written on a command line (`--runtime NAME`).
+    pub fn to_args(self) -> [String; 2] {
+        ["--runtime".into(), self.runtime.name()]
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct UpArgs {
     #[command(flatten)]
@@ -74,10 +91,8 @@ pub struct UpArgs {
     /// Give up if the lab is not ready after this many seconds.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
-    /// The runtime under kubelet-stream: execlab's cri-streaming + shim-exec, or a private
-    /// Debian containerd in the lab dir (issue #9).
-    #[arg(long, value_enum, default_value_t = LabRuntime::Execlab)]
-    pub runtime: LabRuntime,
+    #[command(flatten)]
+    pub runtime: RuntimeArg,
     /// Every hop (and the shims) exports its exec_session spans to this OTLP/HTTP collector
     /// (`--otlp-endpoint`; JSON, `POST URL/v1/traces`).
     #[arg(long, value_name = "URL")]
@@ -105,7 +120,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, LabError> {
 fn lab_config(args: &UpArgs, progress: ProgressMode) -> LabConfig {
     let mut config = LabConfig::new(&args.dir.dir);
     config.redirect_container_streaming = args.redirect_container_streaming;
-    config.runtime = args.runtime;
+    config.runtime = args.runtime.runtime;
     config.ready_timeout = Duration::from_secs(args.timeout);
     config.progress = progress;
     if let Some(url) = &args.otlp_endpoint {
@@ -196,16 +211,7 @@ fn up_detached(args: &UpArgs) -> Result<ExitCode, LabError> {
     if let Some(url) = &args.otlp_endpoint {
         command.arg("--otlp-endpoint").arg(url);
     }
-    // --runtime (issue #9)
-    match args.runtime {
-        LabRuntime::Execlab => {}
-        LabRuntime::Containerd => {
-            command.args(["--runtime", "containerd"]);
-        }
-        LabRuntime::ContainerdShimExec => {
-            command.args(["--runtime", "containerd-shim-exec"]);
-        }
-    }
+    command.args(args.runtime.to_args());
     command.stdin(Stdio::null()).stdout(log).stderr(log_err);
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
     unsafe {
@@ -350,4 +356,37 @@ fn ready_text(dir: &Path, ready_in: Duration, supervisor: u32, detached: bool) -
         dir.display()
     ));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    /// `up --detach` and `fault` (in its namespace) pass `--runtime` on by `to_args`: each
+    /// runtime must come back the same from both commands' parsers.
+    #[test]
+    fn runtime_args_round_trip_through_up_and_fault() {
+        for &runtime in LabRuntime::value_variants() {
+            let flag = RuntimeArg { runtime }.to_args();
+            let up =
+                Cli::try_parse_from(["execlab", "up", flag[0].as_str(), flag[1].as_str()]).unwrap();
+            let LabCommand::Up(up) = up.command else {
+                panic!("not up")
+            };
+            assert_eq!(up.runtime.runtime, runtime);
+            let fault = Cli::try_parse_from([
+                "execlab",
+                "fault",
+                "enospc",
+                flag[0].as_str(),
+                flag[1].as_str(),
+            ])
+            .unwrap();
+            let LabCommand::Fault(fault) = fault.command else {
+                panic!("not fault")
+            };
+            assert_eq!(fault.runtime.runtime, runtime);
+        }
+    }
 }

@@ -47,6 +47,15 @@ pub enum LabRuntime {
     ContainerdShimExec,
 }
 
+impl LabRuntime {
+    /// The `--runtime` value naming this runtime (clap's name for it: one spelling).
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|value| value.get_name().to_owned())
+            .unwrap_or_default()
+    }
+}
+
 /// What lab to start.
 #[derive(Debug, Clone)]
 pub struct LabConfig {
@@ -297,11 +306,17 @@ impl Lab {
     async fn start_containerd(&mut self, deadline: Instant) -> Result<String, LabError> {
         let shim = self.config.runtime == LabRuntime::ContainerdShimExec;
         let mut env = self.config.hop_env.clone();
+        // Either shim writes each exec's runc-process file (go-runc: os.CreateTemp in
+        // $XDG_RUNTIME_DIR, inherited from containerd) into the lab's xdg dir, as shim-exec
+        // does under cri-streaming: the enospc fault fills that dir.
+        env.push((
+            "XDG_RUNTIME_DIR".into(),
+            self.layout.xdg_dir().display().to_string(),
+        ));
         if shim {
-            // shim-exec's sockets, runc-process files and runc state stay in the lab.
+            // shim-exec's sockets and runc state stay in the lab.
             for (name, value) in [
                 ("EXECLAB_SHIM_SOCKET_DIR", self.layout.run_dir()),
-                ("XDG_RUNTIME_DIR", self.layout.xdg_dir()),
                 ("EXECLAB_RUNC_ROOT", self.layout.runc_root()),
             ] {
                 env.push((name.into(), value.display().to_string()));
@@ -557,9 +572,13 @@ impl Lab {
             .find(|p| p.hop() == hop)
             .map(HopProcess::pid)
     }
-    /// The lab's shim-exec processes (started by cri-streaming).
+    /// The lab's shim processes: shim-exec started by cri-streaming, or the shims of the lab's
+    /// containerd.
     pub fn shim_pids(&self) -> Vec<u32> {
-        sweep::shim_pids(&self.layout)
+        match self.containerd {
+            Some(_) => crate::containerd::shim_pids(&self.layout),
+            None => sweep::shim_pids(&self.layout),
+        }
     }
 
     /// The configuration the lab runs with; changes apply to hops started from now on

@@ -130,14 +130,7 @@ async fn containerd_status(layout: &LabLayout, hop: Hop, socket: &Path) -> Optio
                 .map(|p| p.pid)
                 .collect(),
         ),
-        Hop::ShimExec => (
-            "containerd shims",
-            processes
-                .iter()
-                .filter(|p| p.program() != "containerd")
-                .map(|p| p.pid)
-                .collect(),
-        ),
+        Hop::ShimExec => ("containerd shims", containerd::shim_pids(layout)),
         _ => return None,
     };
     let health = match hop {

@@ -14,20 +14,15 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{assert_exec_matrix, client_argv, dump_logs, kubectl_exec, run_bounded, StdinCase};
-use execlab::containerd::{self, ContainerdPaths, RUNC_ROOT};
+use common::{
+    assert_exec_matrix, client_argv, containerd_missing, dump_logs, kubectl_exec, run_bounded,
+    StdinCase,
+};
+use execlab::containerd::{ContainerdPaths, RUNC_ROOT};
 use execlab::fault::kubectl::Client;
 use execlab::{procfs, Hop, Lab, LabConfig, LabRuntime};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn containerd_missing() -> bool {
-    if containerd::installed() {
-        return false;
-    }
-    eprintln!("SKIPPED: containerd/ctr not on PATH; scripts/setup.sh installs Debian's containerd");
-    true
-}
 
 fn start(dir: &Path, redirect: bool) -> Lab {
     let mut config = LabConfig::new(dir);

@@ -1,6 +1,9 @@
 //! Every fault scenario, run as a user runs it (`execlab fault NAME`, the built binary): it must
 //! report REPRODUCED and exit 0, and leave nothing behind (no lab dir, process, mount or
-//! network namespace).
+//! network namespace). `enospc` also runs under each `--runtime` it names (the containerd ones
+//! skip where containerd is not installed).
+
+mod common;
 
 use std::path::Path;
 use std::process::Command;
@@ -27,13 +30,20 @@ fn blocks(report: &str) -> Vec<(String, String)> {
     out
 }
 
-fn run_fault(name: &str) {
+fn run_fault(name: &str) -> String {
+    run_fault_with(name, &[])
+}
+
+/// Runs `execlab fault NAME --dir D EXTRA...`, asserts it reproduced and left nothing; returns
+/// the report.
+fn run_fault_with(name: &str, extra: &[&str]) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("f");
     let out = run_bounded(
         Command::new(execlab())
             .args(["fault", name, "--dir"])
-            .arg(&dir),
+            .arg(&dir)
+            .args(extra),
         Duration::from_secs(170),
     )
     .expect("execlab fault runs");
@@ -60,6 +70,7 @@ fn run_fault(name: &str) {
     assert_eq!(out.exit_code, Some(0), "{report}\n{}", out.stderr);
     assert!(report.contains("\nverdict: REPRODUCED"), "{report}");
     assert_nothing_left(&dir, &report);
+    report
 }
 
 /// Only the labs' logs stay in a given --dir; nothing runs, is mounted or is netns'ed there.
@@ -115,6 +126,10 @@ fn fault_list_names_every_scenario() {
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
+    assert!(
+        text.contains("--runtime execlab|containerd|containerd-shim-exec"),
+        "enospc's runtimes missing from:\n{text}"
+    );
     let unknown = Command::new(execlab())
         .args(["fault", "no-such-fault"])
         .output()
@@ -130,6 +145,66 @@ fn unauthorized() {
 #[test]
 fn enospc() {
     run_fault("enospc");
+}
+
+/// enospc under containerd 1.6: its runc shim (go-runc) makes the runc-process file in the
+/// XDG_RUNTIME_DIR the lab gives containerd, and the text kubectl prints is the one expected of
+/// cri-streaming + shim-exec.
+#[test]
+fn enospc_containerd() {
+    if common::containerd_missing() {
+        return;
+    }
+    let report = run_fault_with("enospc", &["--runtime", "containerd"]);
+    assert!(report.contains("Runtime: containerd."), "{report}");
+    // containerd's own shim made (and failed to make) the files.
+    assert!(
+        report.contains(" containerd-shim-runc-v2: XDG_RUNTIME_DIR="),
+        "{report}"
+    );
+    // Both forms, from every client available, in the lab's xdg dir.
+    for op in ["open", "write"] {
+        assert!(
+            report.contains(&format!("OCI runtime exec failed: {op} /")),
+            "{op}:\n{report}"
+        );
+    }
+    assert!(report.contains("/lab/xdg/runc-process"), "{report}");
+}
+
+/// enospc with containerd driving shim-exec.
+#[test]
+fn enospc_containerd_shim_exec() {
+    if common::containerd_missing() {
+        return;
+    }
+    let report = run_fault_with("enospc", &["--runtime", "containerd-shim-exec"]);
+    assert!(
+        report.contains("Runtime: containerd-shim-exec."),
+        "{report}"
+    );
+}
+
+/// A fault that does not name a runtime refuses it, before starting anything.
+#[test]
+fn fault_refuses_a_runtime_it_does_not_run_with() {
+    let out = Command::new(execlab())
+        .args(["fault", "forbidden", "--runtime", "containerd"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("fault forbidden does not run with --runtime containerd"),
+        "{stderr}"
+    );
+    let help = Command::new(execlab())
+        .args(["fault", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--runtime <RUNTIME>"), "{help}");
+    assert!(help.contains("containerd-shim-exec"), "{help}");
 }
 
 #[test]

@@ -418,6 +418,15 @@ pub fn lab_processes(layout: &LabLayout) -> Vec<procfs::ProcessInfo> {
     lab_processes_of(&ContainerdPaths::new(layout))
 }
 
+/// The shims of the lab's containerd (its runc shim, or shim-exec under its v2 name).
+pub fn shim_pids(layout: &LabLayout) -> Vec<u32> {
+    lab_processes(layout)
+        .into_iter()
+        .filter(|p| p.program() != "containerd")
+        .map(|p| p.pid)
+        .collect()
+}
+
 fn lab_processes_of(paths: &ContainerdPaths) -> Vec<procfs::ProcessInfo> {
     let socket = paths.socket.display().to_string();
     let spared = procfs::self_and_ancestors();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{isolate, netns, run_here, FaultOptions, Isolation, Scenario, SCENARIOS};
+use crate::cli::RuntimeArg;
 use crate::error::LabError;
 
 #[derive(Debug, Args)]
@@ -25,6 +26,9 @@ pub struct FaultArgs {
     /// Give up if a lab is not ready after this many seconds.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
+    // The lab's runtime, as `execlab up --runtime`; `--list` names each fault's runtimes.
+    #[command(flatten)]
+    pub runtime: RuntimeArg,
 }
 
 /// Runs `execlab fault`.
@@ -38,6 +42,16 @@ pub fn fault_command(args: &FaultArgs) -> Result<ExitCode, LabError> {
         eprintln!("execlab: unknown fault {name:?}\n\n{}", list());
         return Ok(ExitCode::FAILURE);
     };
+    let runtime = args.runtime.runtime;
+    if !scenario.runtimes.contains(&runtime) {
+        eprintln!(
+            "execlab: fault {} does not run with --runtime {}; it runs with: {}",
+            scenario.name,
+            runtime.name(),
+            runtime_names(scenario)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let code = match scenario.isolation {
         Isolation::MountNamespace if !isolate::is_inner_run(scenario.name) => {
             eprintln!(
@@ -69,6 +83,7 @@ fn run_inner(scenario: &Scenario, args: &FaultArgs) -> u8 {
         dir: args.dir.clone(),
         bin_dir: None,
         ready_timeout: Duration::from_secs(args.timeout),
+        runtime: args.runtime.runtime,
     };
     match run_here(scenario.name, options) {
         Ok(report) => {
@@ -101,12 +116,27 @@ fn status_code(status: Result<std::process::ExitStatus, super::FaultError>) -> u
 
 /// The `--list` table.
 pub fn list() -> String {
-    let mut out = String::from("FAULT               SEED / WHAT\n");
+    let mut out = String::from("FAULT               SEED / WHAT / --runtime\n");
     for s in SCENARIOS {
         out.push_str(&format!(
-            "{:<19} {}\n{:<19} {}\n",
-            s.name, s.summary, "", s.seed
+            "{:<19} {}\n{:<19} {}\n{:<19} --runtime {}\n",
+            s.name,
+            s.summary,
+            "",
+            s.seed,
+            "",
+            runtime_names(s)
         ));
     }
     out
+}
+
+/// The runtimes `scenario` runs with, `|`-separated.
+fn runtime_names(scenario: &Scenario) -> String {
+    scenario
+        .runtimes
+        .iter()
+        .map(|r| r.name())
+        .collect::<Vec<_>>()
+        .join("|")
 }

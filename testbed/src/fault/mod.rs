@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::LabError;
-use crate::lab::{Lab, LabConfig};
+use crate::lab::{Lab, LabConfig, LabRuntime};
 
 pub use report::{Check, Expected, FaultReport, Verdict};
 pub use scenarios::SCENARIOS;
@@ -51,6 +51,8 @@ pub struct Scenario {
     pub seed: &'static str,
     pub summary: &'static str,
     pub isolation: Isolation,
+    /// The runtimes its lab can run (`--runtime`).
+    pub runtimes: &'static [LabRuntime],
     pub(crate) run: fn(&FaultRun) -> Result<FaultReport, FaultError>,
 }
 
@@ -97,6 +99,8 @@ pub struct FaultOptions {
     pub bin_dir: Option<PathBuf>,
     /// Per-lab start limit.
     pub ready_timeout: Duration,
+    /// The runtime the scenario's labs run (one of the scenario's `runtimes`).
+    pub runtime: LabRuntime,
 }
 
 impl Default for FaultOptions {
@@ -105,6 +109,7 @@ impl Default for FaultOptions {
             dir: None,
             bin_dir: None,
             ready_timeout: Duration::from_secs(30),
+            runtime: LabRuntime::Execlab,
         }
     }
 }
@@ -134,11 +139,17 @@ impl FaultRun {
         &self.root
     }
 
+    /// The runtime the scenario's labs run.
+    pub fn runtime(&self) -> LabRuntime {
+        self.options.runtime
+    }
+
     /// A lab configuration in `ROOT/<name>`.
     pub fn lab_config(&self, name: &str) -> LabConfig {
         let mut config = LabConfig::new(self.root.join(name));
         config.bin_dir = self.options.bin_dir.clone();
         config.ready_timeout = self.options.ready_timeout;
+        config.runtime = self.options.runtime;
         config
     }
 
@@ -187,6 +198,12 @@ pub fn kubectl_checks(
 /// logs).
 pub fn run_here(name: &str, options: FaultOptions) -> Result<FaultReport, FaultError> {
     let scenario = Scenario::find(name).ok_or_else(|| FaultError::Unknown(name.to_owned()))?;
+    if !scenario.runtimes.contains(&options.runtime) {
+        return Err(FaultError::Setup(format!(
+            "fault {name} does not run with --runtime {}",
+            options.runtime.name()
+        )));
+    }
     let (root, temp) = match &options.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)

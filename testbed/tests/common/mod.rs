@@ -27,6 +27,16 @@ pub fn kubectl() -> PathBuf {
     PathBuf::from(execlab::cli::KUBECTL_120)
 }
 
+/// `true`, with a SKIPPED message, where containerd is not installed: the `--runtime
+/// containerd` tests skip there (scripts/setup.sh installs it, so CI runs them).
+pub fn containerd_missing() -> bool {
+    if execlab::containerd::installed() {
+        return false;
+    }
+    eprintln!("SKIPPED: containerd/ctr not on PATH; scripts/setup.sh installs Debian's containerd");
+    true
+}
+
 /// Runs a command with a time limit; kills it when the limit passes.
 pub fn run_bounded(command: &mut Command, limit: Duration) -> Output {
     run_bounded_with_input(command, Stdio::null(), limit)

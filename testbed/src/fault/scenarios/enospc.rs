@@ -8,6 +8,7 @@
 //! (`write` form). Then it proves nothing leaked: no temp file, no runc process, no new
 //! descriptor in the shim.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -16,7 +17,7 @@ use crate::fault::expect::literal;
 use crate::fault::isolate::ensure_own_namespace;
 use crate::fault::kubectl::Client;
 use crate::fault::{kubectl_checks, Check, Expected, FaultError, FaultReport, FaultRun};
-use crate::lab::Lab;
+use crate::lab::{Lab, LabRuntime};
 use crate::procfs;
 
 /// The two ways the file can fail: the tmpfs options and the Go operation named in the error.
@@ -39,29 +40,56 @@ pub fn run(run: &FaultRun) -> Result<FaultReport, FaultError> {
     ensure_own_namespace("mnt")?;
     let mut report = FaultReport::new("enospc", "000");
     let lab = run.start_lab(run.lab_config("lab"))?;
-    let result = forms(&lab, &mut report);
+    let result = forms(&lab, run.runtime(), &mut report);
     let _ = umount2(&lab.layout().xdg_dir(), MntFlags::MNT_DETACH);
     result?;
+    let log = match run.runtime() {
+        LabRuntime::Execlab => "cri-streaming.log for the shim's failed Start",
+        LabRuntime::Containerd | LabRuntime::ContainerdShimExec => {
+            "containerd.log for the failed exec"
+        }
+    };
     report.notes.push(format!(
-        "The tmpfs was mounted on {} in a private mount namespace (`unshare --mount\n\
-         --propagation private`), so the host never saw it. Look at DIR/lab/logs/cri-streaming.log\n\
-         for the shim's failed Start. Fix: free space (or inodes)\n\
-         where the shim's XDG_RUNTIME_DIR (or TMPDIR) points; containerd's shim writes there for\n\
-         every exec.",
+        "Runtime: {}. The tmpfs was mounted on {} in a private mount namespace (`unshare\n\
+         --mount --propagation private`), so the host never saw it. Look at DIR/lab/logs/{log}.\n\
+         Fix: free space (or inodes) where the shim's XDG_RUNTIME_DIR (or TMPDIR) points;\n\
+         containerd's shim writes there for every exec.",
+        run.runtime().name(),
         lab.layout().xdg_dir().display()
     ));
     run.stop_lab(lab)?;
     Ok(report)
 }
 
-fn forms(lab: &Lab, report: &mut FaultReport) -> Result<(), FaultError> {
+/// One shim's children and descriptor count, to compare before and after the failed execs.
+#[derive(Debug, PartialEq, Eq)]
+struct ShimSnapshot {
+    pid: u32,
+    children: Vec<u32>,
+    fds: usize,
+}
+
+impl ShimSnapshot {
+    fn of(pid: u32) -> Self {
+        Self {
+            pid,
+            children: children_of(pid),
+            fds: fd_count(pid),
+        }
+    }
+}
+
+fn forms(lab: &Lab, runtime: LabRuntime, report: &mut FaultReport) -> Result<(), FaultError> {
     let xdg = lab.layout().xdg_dir();
-    let shim = *lab
-        .shim_pids()
-        .first()
-        .ok_or_else(|| FaultError::Setup("the lab has no shim-exec process".into()))?;
-    let children_before = children_of(shim);
-    let fds_before = fd_count(shim);
+    let shims = lab.shim_pids();
+    if shims.is_empty() {
+        return Err(FaultError::Setup(format!(
+            "the lab (--runtime {}) has no shim process",
+            runtime.name()
+        )));
+    }
+    shims_runtime_dir_check(&shims, &xdg, report);
+    let before: Vec<ShimSnapshot> = shims.iter().map(|&pid| ShimSnapshot::of(pid)).collect();
     for (op, options, what, fill) in FORMS {
         mount(
             Some("tmpfs"),
@@ -127,31 +155,69 @@ fn forms(lab: &Lab, report: &mut FaultReport) -> Result<(), FaultError> {
         .filter(|p| p.program() == "runc")
         .map(|p| format!("{} {}", p.pid, p.cmdline.join(" ")))
         .collect();
-    let children_after = children_of(shim);
+    // Copy tasks end asynchronously: give the counts a moment to settle.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut after: Vec<ShimSnapshot> = shims.iter().map(|&pid| ShimSnapshot::of(pid)).collect();
+    while after != before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        after = shims.iter().map(|&pid| ShimSnapshot::of(pid)).collect();
+    }
+    let children = |snapshots: &[ShimSnapshot]| -> Vec<(u32, Vec<u32>)> {
+        snapshots
+            .iter()
+            .map(|s| (s.pid, s.children.clone()))
+            .collect()
+    };
+    let fds = |snapshots: &[ShimSnapshot]| -> Vec<(u32, usize)> {
+        snapshots.iter().map(|s| (s.pid, s.fds)).collect()
+    };
     report.checks.push(Check::fact(
         "no runc or exec process left",
-        &format!("ps --ppid {shim}; pgrep runc"),
-        &format!("shim {shim}'s children {children_before:?}, no runc"),
+        &format!("ps --ppid <shim>; pgrep runc  (shims {shims:?})"),
+        &format!("(shim, children) {:?}, no runc", children(&before)),
         "runc never ran: the failure is before `runc exec`",
-        &format!("shim {shim}'s children {children_after:?}, runc {runc:?}"),
-        runc.is_empty() && children_after == children_before,
+        &format!("(shim, children) {:?}, runc {runc:?}", children(&after)),
+        runc.is_empty() && children(&after) == children(&before),
     ));
-    // Copy tasks end asynchronously: give the count a moment to settle.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut fds_after = fd_count(shim);
-    while fds_after != fds_before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        fds_after = fd_count(shim);
-    }
     report.checks.push(Check::fact(
-        "the shim's descriptor count is unchanged",
-        &format!("ls /proc/{shim}/fd | wc -l"),
-        &format!("{fds_before}"),
+        "the shims' descriptor counts are unchanged",
+        &format!("ls /proc/<shim>/fd | wc -l  (shims {shims:?})"),
+        &format!("(shim, fds) {:?}", fds(&before)),
         "no FIFO or file descriptor leaks per failed exec",
-        &format!("{fds_after}"),
-        fds_after == fds_before,
+        &format!("(shim, fds) {:?}", fds(&after)),
+        fds(&after) == fds(&before),
     ));
     Ok(())
+}
+
+/// Each shim (by pid and program) and its `XDG_RUNTIME_DIR`: the fault only bites where the
+/// shims make their runc-process files in the dir the scenario fills.
+fn shims_runtime_dir_check(shims: &[u32], xdg: &Path, report: &mut FaultReport) {
+    let programs: Vec<(u32, String)> = procfs::processes()
+        .into_iter()
+        .filter(|p| shims.contains(&p.pid))
+        .map(|p| (p.pid, p.program().to_owned()))
+        .collect();
+    let want = format!("XDG_RUNTIME_DIR={}", xdg.display());
+    let observed: Vec<String> = programs
+        .iter()
+        .map(|(pid, program)| {
+            let dir = procfs::environ(*pid)
+                .into_iter()
+                .find(|var| var.starts_with("XDG_RUNTIME_DIR="))
+                .unwrap_or_else(|| "XDG_RUNTIME_DIR unset".into());
+            format!("{pid} {program}: {dir}")
+        })
+        .collect();
+    let all_in_xdg = !observed.is_empty() && observed.iter().all(|o| o.ends_with(&want));
+    report.checks.push(Check::fact(
+        "the shims make runc-process files in the lab's xdg dir",
+        "tr '\\0' '\\n' < /proc/<shim>/environ | grep XDG_RUNTIME_DIR",
+        &format!("every shim: {want}"),
+        "go-runc (containerd's runc shim) and shim-exec make the file in $XDG_RUNTIME_DIR; containerd's shims inherit containerd's environment, which the lab sets",
+        &format!("{observed:?}"),
+        all_in_xdg,
+    ));
 }
 
 fn fd_count(pid: u32) -> usize {
