@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what execlab needs on Debian 12, as root. Idempotent: installs only what is missing,
 # so a second run changes nothing and needs no network.
-#   - runc, busybox-static, iptables, conntrack, iproute2, ca-certificates, tmux (apt)
+#   - runc, busybox-static, iptables, conntrack, iproute2, ca-certificates, tmux, inotify-tools (apt)
 #   - containerd (apt; only its binaries are used: labs run a private instance, never the service)
 #   - kubectl 1.20 (SPDY only) from Debian's kubernetes-client, extracted aside into
 #     /opt/execlab/kubectl-1.20/ — /usr/bin/kubectl is never replaced
@@ -31,7 +31,7 @@ apt_update_once() {
 }
 
 missing=()
-for pkg in runc busybox-static iptables conntrack iproute2 ca-certificates tmux containerd; do
+for pkg in runc busybox-static iptables conntrack iproute2 ca-certificates tmux inotify-tools containerd; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
