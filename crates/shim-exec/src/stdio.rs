@@ -14,6 +14,13 @@
 //! input FIFO is opened non-blocking and read only after epoll reports it readable: Linux
 //! suppresses the hang-up of a FIFO opened with no writer until a writer has come, so a caller
 //! that connects late is not mistaken for an empty stdin (fs/pipe.c `fifo_open`/`pipe_poll`).
+//!
+//! The stdin FIFO stays open until the caller closes it, CloseIO or Delete, also after the
+//! process is gone (what comes in then is read and dropped): a caller's stdin write must not
+//! fail with EPIPE. containerd's CRI, when a stdin write of a tty exec fails, closes its read
+//! end of the stdout FIFO, and the output not yet copied is lost (`pkg/cri/io/exec_io.go`
+//! `Attach`); containerd's runc shim keeps its stdin FIFO open until the exec is deleted
+//! (`pkg/process/exec.go` `openStdin`, `runtime/v2/runc/platform.go` `CopyConsole`).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -57,6 +64,8 @@ pub struct ProcessIo {
     stdin_task: Option<JoinHandle<()>>,
     output_task: Option<JoinHandle<()>>,
     close_stdin: Option<Arc<Notify>>,
+    /// Tells the stdin task the process is gone: stop forwarding, keep the FIFO open.
+    stdin_orphaned: Option<Arc<Notify>>,
 }
 
 impl ProcessIo {
@@ -67,10 +76,11 @@ impl ProcessIo {
         }
     }
 
-    /// The process is gone: stop feeding it input (output copying drains on its own).
-    pub fn process_exited(&mut self) {
-        if let Some(t) = self.stdin_task.take() {
-            t.abort();
+    /// The process is gone: stop feeding it input, but keep the stdin FIFO open (and drained)
+    /// until Delete. Output copying drains on its own.
+    pub fn process_exited(&self) {
+        if let Some(n) = &self.stdin_orphaned {
+            n.notify_one();
         }
     }
 
@@ -86,12 +96,23 @@ impl ProcessIo {
         self.abort();
     }
 
-    /// The process is deleted: stop everything.
+    /// The process is deleted: stop everything, closing the FIFOs.
     pub fn abort(&mut self) {
-        self.process_exited();
-        if let Some(t) = self.output_task.take() {
-            t.abort();
+        for task in [self.stdin_task.take(), self.output_task.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
         }
+    }
+
+    /// Starts the copy from a stdin FIFO into `sink`.
+    fn spawn_stdin_copy(&mut self, fifo: AsyncFd<OwnedFd>, sink: StdinSink) {
+        let close = Arc::new(Notify::new());
+        let orphaned = Arc::new(Notify::new());
+        self.close_stdin = Some(close.clone());
+        self.stdin_orphaned = Some(orphaned.clone());
+        self.stdin_task = Some(tokio::spawn(copy_stdin(fifo, sink, close, orphaned)));
     }
 }
 
@@ -212,9 +233,7 @@ pub async fn pipe_io(paths: &StdioPaths) -> io::Result<(RuncStdio, ProcessIo)> {
         let fifo = open_fifo_reader(Path::new(&paths.stdin))?;
         let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let sender = pipe::Sender::from_owned_fd(write_end)?;
-        let close = Arc::new(Notify::new());
-        io_state.close_stdin = Some(close.clone());
-        io_state.stdin_task = Some(tokio::spawn(copy_stdin_to_pipe(fifo, sender, close)));
+        io_state.spawn_stdin_copy(fifo, StdinSink::Pipe(sender));
         Stdio::from(read_end)
     };
     let stdout = match paths.stdout.as_str() {
@@ -241,37 +260,86 @@ fn stdin_bytes() -> &'static hop_kit::metrics::ByteCounter {
     hop_kit::metrics::global().stream(Stream::Stdin)
 }
 
-async fn copy_stdin_to_pipe(fifo: AsyncFd<OwnedFd>, mut pipe: pipe::Sender, close: Arc<Notify>) {
+/// Where a process's input goes: the pipe runc gave the process as stdin, or the pty master.
+enum StdinSink {
+    Pipe(pipe::Sender),
+    Terminal(Arc<AsyncFd<OwnedFd>>),
+}
+
+impl StdinSink {
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            StdinSink::Pipe(p) => p.write_all(buf).await,
+            StdinSink::Terminal(master) => write_all_ready(master, buf).await,
+        }
+    }
+}
+
+/// Why forwarding stdin stopped.
+enum StdinEnd {
+    /// The caller closed the FIFO, or CloseIO: the process has its end of input.
+    Closed,
+    /// The process takes no more input (it exited, or its input end is gone).
+    Orphaned,
+}
+
+/// Copies a stdin FIFO into the process until the caller closes it or CloseIO; once the
+/// process takes no more input, drains the FIFO until the caller closes it (see the module
+/// comment). Dropping the sink is the process's end of input.
+async fn copy_stdin(
+    fifo: AsyncFd<OwnedFd>,
+    sink: StdinSink,
+    close: Arc<Notify>,
+    orphaned: Arc<Notify>,
+) {
     let mut buf = vec![0u8; COPY_BUF];
+    let end = tokio::select! {
+        end = forward_stdin(&fifo, sink, &close, &mut buf) => end,
+        _ = orphaned.notified() => StdinEnd::Orphaned,
+    };
+    if let StdinEnd::Orphaned = end {
+        while let Ok(n) = read_ready(&fifo, &mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+}
+
+async fn forward_stdin(
+    fifo: &AsyncFd<OwnedFd>,
+    mut sink: StdinSink,
+    close: &Notify,
+    buf: &mut [u8],
+) -> StdinEnd {
     loop {
         tokio::select! {
-            r = read_ready(&fifo, &mut buf) => match r {
-                Ok(0) => break,
+            r = read_ready(fifo, buf) => match r {
+                Ok(0) => return StdinEnd::Closed,
                 Ok(n) => {
                     stdin_bytes().add(n as u64);
-                    if pipe.write_all(&buf[..n]).await.is_err() {
-                        break;
+                    if sink.write_all(&buf[..n]).await.is_err() {
+                        return StdinEnd::Orphaned;
                     }
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "stdin fifo read");
-                    break;
+                    return StdinEnd::Closed;
                 }
             },
             _ = close.notified() => {
                 // CloseIO follows the caller's last write: what is still in the FIFO belongs
                 // to the process before its end of input.
-                while let Some(n) = read_pending(&fifo, &mut buf) {
+                while let Some(n) = read_pending(fifo, buf) {
                     stdin_bytes().add(n as u64);
-                    if pipe.write_all(&buf[..n]).await.is_err() {
+                    if sink.write_all(&buf[..n]).await.is_err() {
                         break;
                     }
                 }
-                break;
+                return StdinEnd::Closed;
             }
         }
     }
-    // Dropping the pipe's write end is the process's end of input.
 }
 
 /// Reads what a FIFO holds right now, without waiting: `None` at end of input, when it is
@@ -296,9 +364,7 @@ pub async fn console_io(
     io_state.output_task = Some(tokio::spawn(copy_master_to_stdout(master.clone(), stdout)));
     if !paths.stdin.is_empty() {
         let fifo = open_fifo_reader(Path::new(&paths.stdin))?;
-        let close = Arc::new(Notify::new());
-        io_state.close_stdin = Some(close.clone());
-        io_state.stdin_task = Some(tokio::spawn(copy_stdin_to_master(fifo, master, close)));
+        io_state.spawn_stdin_copy(fifo, StdinSink::Terminal(master));
     }
     Ok(io_state)
 }
@@ -326,36 +392,6 @@ async fn copy_master_to_stdout(master: Arc<AsyncFd<OwnedFd>>, stdout: Option<Fil
                         out = None;
                     }
                 }
-            }
-        }
-    }
-}
-
-async fn copy_stdin_to_master(
-    fifo: AsyncFd<OwnedFd>,
-    master: Arc<AsyncFd<OwnedFd>>,
-    close: Arc<Notify>,
-) {
-    let mut buf = vec![0u8; COPY_BUF];
-    loop {
-        tokio::select! {
-            r = read_ready(&fifo, &mut buf) => match r {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    stdin_bytes().add(n as u64);
-                    if write_all_ready(&master, &buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            },
-            _ = close.notified() => {
-                while let Some(n) = read_pending(&fifo, &mut buf) {
-                    stdin_bytes().add(n as u64);
-                    if write_all_ready(&master, &buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-                break;
             }
         }
     }

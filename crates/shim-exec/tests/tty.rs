@@ -184,3 +184,69 @@ async fn terminal_init_and_kill_all_in_a_pod_shim() {
     );
     shim.teardown().await;
 }
+
+/// Input the caller writes after the exec exited is taken (and dropped) until Delete, with a
+/// terminal and without: containerd's CRI closes its stdout FIFO when a stdin write of a tty
+/// exec fails, so an EPIPE here would cut output not yet copied (`kubectl exec -it … -- sh -c
+/// 'tty; exit 4'` losing its `/dev/pts/N` line). Delete closes the FIFO.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_written_after_the_exit_is_taken_until_delete() {
+    let lab = Lab::new();
+    let mut shim = lab.start_shim("pod-late-stdin", None).await;
+    shim.run_sleeper(&lab, "ctr-late").await;
+    for terminal in [true, false] {
+        let exec_id = format!("late-{terminal}");
+        let (inp, out) = (
+            lab.fifo(&format!("{exec_id}.in")),
+            lab.fifo(&format!("{exec_id}.out")),
+        );
+        let out_r = read_fifo(&out);
+        let req = Shim::exec_request(
+            "ctr-late",
+            &exec_id,
+            &["sh", "-c", "tty; read x; exit 4"],
+            terminal,
+            [&inp, &out, Path::new("")],
+        );
+        shim.task.exec(ctx(), &req).await.expect("Exec");
+        shim.task
+            .start(
+                ctx(),
+                &StartRequest {
+                    id: "ctr-late".into(),
+                    exec_id: exec_id.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("Start");
+        let mut w = open_fifo_writer(&inp);
+        w.write_all(b"go\n").expect("stdin");
+        assert_eq!(shim.wait("ctr-late", &exec_id).await, 4);
+        // A few keystrokes arriving after the exit (script(1) sends ^D at its end of input).
+        for i in 0..10 {
+            if let Err(e) = w.write_all(b"\x04") {
+                panic!("terminal {terminal}: stdin write {i} after the exit: {e}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        shim.delete_exec("ctr-late", &exec_id).await;
+        let text = String::from_utf8_lossy(&out_r.join().expect("out")).into_owned();
+        let wanted = if terminal { "/dev/pts/" } else { "not a tty" };
+        assert!(text.contains(wanted), "terminal {terminal}: {text:?}");
+        let mut after_delete = None;
+        for _ in 0..50 {
+            if let Err(e) = w.write_all(b"x") {
+                after_delete = e.raw_os_error();
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            after_delete,
+            Some(libc::EPIPE),
+            "terminal {terminal}: stdin FIFO still open after Delete"
+        );
+    }
+    shim.teardown().await;
+}
