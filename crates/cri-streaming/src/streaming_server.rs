@@ -22,14 +22,16 @@ use hyper_util::rt::TokioIo;
 use k8s_stream::exec::{ExecOutcome, ServeConfig, ServerStreams};
 use k8s_stream::remotecommand::{negotiate, ExecOptions, ServerProtocols, StreamProtocol};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::attach::run_attach;
 use crate::connection_watch::{ClientGone, WatchedConnection};
 use crate::errdefs::GoStrings;
-use crate::exec::{BoxRead, BoxWrite, ExecEnd, ExecStreams};
+use crate::exec::{BoxRead, BoxWrite, ExecEnd, ExecStreams, PreparedExec};
 use crate::runtime::{Runtime, StreamRequest};
+use crate::CriError;
 use hop_kit::metrics::{Counted, Stream};
 
 /// Go's `http.NotFound` body.
@@ -150,11 +152,40 @@ fn handle(
     // Metrics: open until the session ends; setup = token redeemed → upgrade done.
     let mut metered = hop_kit::metrics::global().session_opened();
     let protocol = upgrade.protocol;
+    // The shim creates an exec's process while the 101 goes out and the client opens its
+    // streams (each one a round trip through every hop); it is started only once they all
+    // exist, as upstream.
+    let prepared = match &parked {
+        StreamRequest::Exec { request, .. } => {
+            let runtime = Arc::clone(&runtime);
+            let request = request.clone();
+            Some(tokio::spawn(
+                async move {
+                    runtime
+                        .prepare_exec(
+                            &request.container_id,
+                            &request.cmd,
+                            request.tty,
+                            request.stdin,
+                            Some(&trace),
+                        )
+                        .await
+                }
+                .instrument(span.clone()),
+            ))
+        }
+        StreamRequest::Attach { .. } => None,
+    };
     let session = async move {
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => TokioIo::new(u),
             Err(e) => {
                 tracing::warn!(error = %e, "upgrade failed");
+                if let Some(handle) = prepared {
+                    if let Ok(Ok(prepared)) = handle.await {
+                        prepared.abandon().await;
+                    }
+                }
                 return;
             }
         };
@@ -164,16 +195,17 @@ fn handle(
             idle_timeout: Some(config.idle_timeout),
             ..ServeConfig::default()
         };
-        let session = match parked {
-            StreamRequest::Exec { request, .. } => {
+        let session = match (parked, prepared) {
+            (StreamRequest::Exec { request, .. }, Some(prepared)) => {
                 let conn = Connection {
                     io: upgraded,
                     protocol,
                     client_gone,
                 };
-                run_exec(&runtime, request, conn, &serve_config, &trace).boxed()
+                run_exec(request, conn, prepared, &serve_config).boxed()
             }
-            StreamRequest::Attach { request, .. } => {
+            (StreamRequest::Exec { .. }, None) => unreachable!("an exec is always prepared"),
+            (StreamRequest::Attach { request, .. }, _) => {
                 run_attach(&runtime, request, upgraded, protocol, &serve_config).boxed()
             }
         };
@@ -212,11 +244,10 @@ struct Connection<T> {
 }
 
 async fn run_exec<T>(
-    runtime: &Runtime,
     request: ExecRequest,
     conn: Connection<T>,
+    prepared: JoinHandle<Result<PreparedExec, CriError>>,
     config: &ServeConfig,
-    trace: &TraceParent,
 ) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -226,18 +257,12 @@ async fn run_exec<T>(
         client_gone,
     } = conn;
     let opts = exec_options(&request);
-    // The shim creates the process while the client is still opening its streams (each one a
-    // round trip through every hop); it is started only once they all exist, as upstream.
     let (streams, prepared) = tokio::join!(
         k8s_stream::exec::serve(io, protocol, &opts, config),
-        runtime.prepare_exec(
-            &request.container_id,
-            &request.cmd,
-            request.tty,
-            request.stdin,
-            Some(trace),
-        )
+        prepared
     );
+    let prepared =
+        prepared.unwrap_or_else(|e| Err(CriError::unknown(format!("preparing the exec: {e}"))));
     let streams = match streams {
         Ok(s) => s,
         Err(e) => {
