@@ -87,8 +87,7 @@ async fn exec_streams_exit_codes_and_errors() {
         false,
         [Path::new(""), Path::new(""), Path::new("")],
     );
-    shim.task.exec(ctx(), &req2).await.expect("Exec");
-    start_exec(&shim, "e2").await;
+    shim.exec_and_start(&req2).await;
     assert_eq!(shim.wait(CTR, "e2").await, 137);
     shim.delete_exec(CTR, "e2").await;
 
@@ -100,8 +99,7 @@ async fn exec_streams_exit_codes_and_errors() {
         false,
         [Path::new(""), Path::new(""), Path::new("")],
     );
-    shim.task.exec(ctx(), &req3).await.expect("Exec");
-    let pid3 = start_exec(&shim, "e3").await;
+    let pid3 = shim.exec_and_start(&req3).await;
     let pids = shim
         .task
         .pids(
@@ -137,8 +135,7 @@ async fn exec_streams_exit_codes_and_errors() {
     let (inp, out) = (lab.fifo("e4.in"), lab.fifo("e4.out"));
     let out_r = read_fifo(&out);
     let req4 = Shim::exec_request(CTR, "e4", &["cat"], false, [&inp, &out, Path::new("")]);
-    shim.task.exec(ctx(), &req4).await.expect("Exec");
-    start_exec(&shim, "e4").await;
+    shim.exec_and_start(&req4).await;
     let mut w = open_fifo_writer(&inp);
     w.write_all(b"hello stdin\n").expect("write stdin");
     drop(w);
@@ -149,8 +146,7 @@ async fn exec_streams_exit_codes_and_errors() {
     let (inp, out) = (lab.fifo("e5.in"), lab.fifo("e5.out"));
     let out_r = read_fifo(&out);
     let req5 = Shim::exec_request(CTR, "e5", &["cat"], false, [&inp, &out, Path::new("")]);
-    shim.task.exec(ctx(), &req5).await.expect("Exec");
-    start_exec(&shim, "e5").await;
+    shim.exec_and_start(&req5).await;
     let mut w = open_fifo_writer(&inp);
     w.write_all(b"before close\n").expect("write stdin");
     // Give the copy a moment, then CloseIO while our writer is still open.
@@ -190,8 +186,7 @@ async fn exec_streams_exit_codes_and_errors() {
             false,
             [&inp, &out, Path::new("")],
         );
-        shim.task.exec(ctx(), &req).await.expect("Exec");
-        start_exec(&shim, &exec_id).await;
+        shim.exec_and_start(&req).await;
         // Fits in the pipe, the copy buffer and the FIFO, so the writer finishes at once.
         let input: Vec<u8> = (0..100u32 << 10).map(|i| (i % 251) as u8).collect();
         let writer = {
@@ -277,21 +272,6 @@ async fn exec_streams_exit_codes_and_errors() {
         "{children:?}"
     );
     shim.teardown().await;
-}
-
-async fn start_exec(shim: &Shim, exec_id: &str) -> u32 {
-    shim.task
-        .start(
-            ctx(),
-            &StartRequest {
-                id: CTR.into(),
-                exec_id: exec_id.into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("Start exec")
-        .pid
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,18 +24,7 @@ async fn tty_exec_sees_resize() {
         true,
         [&inp, &out, Path::new("")],
     );
-    shim.task.exec(ctx(), &req).await.expect("Exec");
-    shim.task
-        .start(
-            ctx(),
-            &StartRequest {
-                id: "ctr-tty".into(),
-                exec_id: "t1".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("Start tty exec");
+    shim.exec_and_start(&req).await;
     shim.task
         .resize_pty(
             ctx(),
@@ -93,18 +82,7 @@ async fn delete_right_after_wait_keeps_a_terminals_last_output() {
             true,
             [Path::new(""), &out, Path::new("")],
         );
-        shim.task.exec(ctx(), &req).await.expect("Exec");
-        shim.task
-            .start(
-                ctx(),
-                &StartRequest {
-                    id: "ctr-drain".into(),
-                    exec_id: exec_id.clone(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("Start");
+        shim.exec_and_start(&req).await;
         assert_eq!(shim.wait("ctr-drain", &exec_id).await, 5);
         shim.delete_exec("ctr-drain", &exec_id).await;
         let got = out_r.join().expect("out");
@@ -208,18 +186,7 @@ async fn stdin_written_after_the_exit_is_taken_until_delete() {
             terminal,
             [&inp, &out, Path::new("")],
         );
-        shim.task.exec(ctx(), &req).await.expect("Exec");
-        shim.task
-            .start(
-                ctx(),
-                &StartRequest {
-                    id: "ctr-late".into(),
-                    exec_id: exec_id.clone(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("Start");
+        shim.exec_and_start(&req).await;
         let mut w = open_fifo_writer(&inp);
         w.write_all(b"go\n").expect("stdin");
         assert_eq!(shim.wait("ctr-late", &exec_id).await, 4);

@@ -210,6 +210,23 @@ impl Shim {
         started.pid
     }
 
+    /// Exec then Start of `req`'s process; returns its pid.
+    pub async fn exec_and_start(&self, req: &ExecProcessRequest) -> u32 {
+        self.task.exec(ctx(), req).await.expect("Exec");
+        self.task
+            .start(
+                ctx(),
+                &StartRequest {
+                    id: req.id.clone(),
+                    exec_id: req.exec_id.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("Start")
+            .pid
+    }
+
     pub fn exec_request(
         id: &str,
         exec_id: &str,
