@@ -2,6 +2,13 @@
 //!
 //! Everything a lab makes is under one directory, so parallel labs never share a path and the
 //! sweep after a crash knows exactly what to look at.
+//!
+//! The volatile part (`run/`, `xdg/`, `state/`: sockets, FIFOs, runc-process files, bundles and
+//! runc's state) lives on a tmpfs, as a node's `/run` does: `DIR/run` and its siblings are
+//! symlinks into `/dev/shm/execlab-<hash of DIR>/`. On a disk, creating an exec's FIFOs and its
+//! process file costs milliseconds per exec (measured here: mkdir + 2 mkfifo 2.8 ms on ext4,
+//! 12 µs on tmpfs) that no real node pays. Where /dev/shm is not a writable tmpfs they are
+//! plain directories under DIR.
 
 use std::fs;
 use std::io::Write;
@@ -9,6 +16,11 @@ use std::path::{Path, PathBuf};
 
 use crate::error::LabError;
 use crate::hop::Hop;
+
+/// The tmpfs every Linux system has; the lab's volatile dirs go below it.
+const VOLATILE_BASE: &str = "/dev/shm";
+/// `statfs` magic of a tmpfs (linux/magic.h `TMPFS_MAGIC`).
+const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 /// Longest path a unix socket address can carry (`sun_path` is 108 bytes with its NUL).
 const UNIX_SOCKET_PATH_MAX: usize = 107;
@@ -109,19 +121,50 @@ impl LabLayout {
         self.root.join("kubeconfig")
     }
 
+    /// The tmpfs directory holding the volatile dirs: one per lab root (FNV-1a of its path,
+    /// so `up` and a later `down` or sweep find the same one).
+    pub fn volatile_root(&self) -> PathBuf {
+        let hash = self
+            .root
+            .as_os_str()
+            .as_encoded_bytes()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        Path::new(VOLATILE_BASE).join(format!("execlab-{hash:016x}"))
+    }
+
+    /// The dirs that live on the tmpfs (see the module comment).
+    fn volatile_dirs(&self) -> [PathBuf; 3] {
+        [self.run_dir(), self.xdg_dir(), self.state_dir()]
+    }
+
     /// Makes the directories a starting lab needs.
     pub fn create_dirs(&self) -> Result<(), LabError> {
         for dir in [
             self.root.clone(),
             self.pki_dir(),
             self.manifests_dir(),
-            self.run_dir(),
-            self.xdg_dir(),
-            self.state_dir(),
             self.logs_dir(),
             self.addr_dir(),
         ] {
             fs::create_dir_all(&dir).map_err(|e| LabError::io(&dir, e))?;
+        }
+        let on_tmpfs = is_tmpfs(Path::new(VOLATILE_BASE));
+        for dir in self.volatile_dirs() {
+            let is_link = fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink());
+            if on_tmpfs && (is_link || !dir.exists()) {
+                let name = dir.file_name().unwrap_or_default();
+                let target = self.volatile_root().join(name);
+                fs::create_dir_all(&target).map_err(|e| LabError::io(&target, e))?;
+                if is_link {
+                    fs::remove_file(&dir).map_err(|e| LabError::io(&dir, e))?;
+                }
+                std::os::unix::fs::symlink(&target, &dir).map_err(|e| LabError::io(&dir, e))?;
+            } else {
+                fs::create_dir_all(&dir).map_err(|e| LabError::io(&dir, e))?;
+            }
         }
         Ok(())
     }
@@ -140,13 +183,19 @@ impl LabLayout {
             self.rootfs(),
             self.policy_file(),
             self.pki_dir(),
+            self.volatile_root(),
         ]
     }
 
-    /// True when `path` is the lab root or lies under it.
+    /// True when `path` is the lab root or lies under it (or under its volatile root).
     pub fn contains(&self, path: &Path) -> bool {
-        path.starts_with(&self.root)
+        path.starts_with(&self.root) || path.starts_with(self.volatile_root())
     }
+}
+
+fn is_tmpfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == TMPFS_MAGIC)
+        && nix::unistd::access(path, nix::unistd::AccessFlags::W_OK).is_ok()
 }
 
 /// Writes `contents` to `path` so that readers see either nothing or the whole file:
@@ -203,6 +252,37 @@ mod tests {
         assert!(layout.root().is_absolute());
         assert!(layout.root().ends_with("lab"));
         assert!(!layout.root().to_string_lossy().contains(".."));
+    }
+
+    #[test]
+    fn volatile_dirs_are_symlinks_into_a_tmpfs_dir_of_their_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = LabLayout::new(&tmp.path().join("lab")).unwrap();
+        let other = LabLayout::new(&tmp.path().join("lab2")).unwrap();
+        assert_ne!(layout.volatile_root(), other.volatile_root());
+        assert_eq!(
+            layout.volatile_root(),
+            LabLayout::new(&tmp.path().join("lab")).unwrap().volatile_root()
+        );
+        assert!(layout.removable().contains(&layout.volatile_root()));
+        layout.create_dirs().unwrap();
+        if is_tmpfs(Path::new(VOLATILE_BASE)) {
+            for dir in [layout.run_dir(), layout.xdg_dir(), layout.state_dir()] {
+                let target = fs::read_link(&dir).expect("a symlink");
+                assert!(target.starts_with(layout.volatile_root()), "{target:?}");
+                assert!(is_tmpfs(&target));
+            }
+            assert!(layout.contains(&layout.volatile_root().join("state/x")));
+            // A second `up` in the same dir finds the links and keeps them.
+            layout.create_dirs().unwrap();
+        }
+        for path in layout.removable() {
+            let _ = match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
+                _ => fs::remove_file(&path),
+            };
+        }
+        assert!(!layout.volatile_root().exists());
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub fn sweep(layout: &LabLayout, runc: &str) -> SweepReport {
     let containers_left = !runc_containers(layout, runc).is_empty();
     for path in layout.removable() {
         // runc's state must outlive its containers, or they can no longer be deleted.
-        if containers_left && path == layout.state_dir() {
+        if containers_left && (path == layout.state_dir() || path == layout.volatile_root()) {
             continue;
         }
         if let Err(problem) = remove(&path) {
@@ -176,7 +176,11 @@ fn kill_lab_processes(layout: &LabLayout, report: &mut SweepReport) {
 /// user made), in mount order.
 pub fn lab_mounts(layout: &LabLayout) -> Vec<PathBuf> {
     let paths = lab_paths(layout);
-    procfs::mounts_under(layout.root())
+    // The kernel names mounts by their resolved path: those in the volatile dirs show under
+    // the volatile root, not under DIR's symlinks.
+    let mut points = procfs::mounts_under(layout.root());
+    points.extend(procfs::mounts_under(&layout.volatile_root()));
+    points
         .into_iter()
         .filter(|point| paths.iter().any(|p| point.starts_with(p)))
         .collect()
