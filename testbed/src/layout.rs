@@ -262,7 +262,9 @@ mod tests {
         assert_ne!(layout.volatile_root(), other.volatile_root());
         assert_eq!(
             layout.volatile_root(),
-            LabLayout::new(&tmp.path().join("lab")).unwrap().volatile_root()
+            LabLayout::new(&tmp.path().join("lab"))
+                .unwrap()
+                .volatile_root()
         );
         assert!(layout.removable().contains(&layout.volatile_root()));
         layout.create_dirs().unwrap();
