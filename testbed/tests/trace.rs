@@ -67,6 +67,7 @@ fn one_kubectl_exec_is_traced_across_every_hop() {
         ("shim-exec", "spec_file_written"),
         ("shim-exec", "runc_started"),
         ("cri-streaming", "first_byte"),
+        ("apiserver-proxy", "first_byte"),
         ("cri-streaming", "exit"),
         ("apiserver-proxy", "close"),
     ] {
@@ -75,6 +76,9 @@ fn one_kubectl_exec_is_traced_across_every_hop() {
     let position = |e| events.iter().position(|x| *x == e).expect("present");
     assert!(position(("apiserver-proxy", "accept")) < position(("shim-exec", "runc_started")));
     assert!(position(("shim-exec", "runc_started")) < position(("apiserver-proxy", "close")));
+    assert!(
+        position(("cri-streaming", "first_byte")) < position(("apiserver-proxy", "first_byte"))
+    );
 
     // The command printed the same session, and wrote the diagram and the SVG.
     let session = &trace.timeline.session;

@@ -15,6 +15,10 @@
 //! `codeExitToStatusError`, `translatorSizeQueue`), `util/proxy/websocket.go` (server streams),
 //! client-go `tools/remotecommand/v4.go` (the backend outcome's error types).
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWrite;
 
 use crate::exec::{pump, ClientStreams, ExecError, ExecOutcome, ServerStreams};
 use crate::remotecommand::{RemoteError, Status, UpgradeError};
@@ -85,7 +89,7 @@ where
     };
     let out = async {
         match (back_stdout, stdout) {
-            (Some(from), Some(to)) => pump(from, to).await.unwrap_or(0),
+            (Some(from), Some(to)) => pump(from, FirstByteEvent::new(to)).await.unwrap_or(0),
             _ => 0,
         }
     };
@@ -118,6 +122,49 @@ where
         stdin_bytes,
         output_bytes: out_bytes + err_bytes,
     })
+}
+
+/// Logs `event = "first_byte"` when the first stdout bytes reach the client: the translator's
+/// point in `execlab trace`'s timeline (the process's first output as the client sees it).
+struct FirstByteEvent<W> {
+    inner: W,
+    seen: bool,
+}
+
+impl<W> FirstByteEvent<W> {
+    fn new(inner: W) -> Self {
+        Self { inner, seen: false }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for FirstByteEvent<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &polled {
+            if *n > 0 && !self.seen {
+                self.seen = true;
+                tracing::info!(
+                    event = "first_byte",
+                    stream = "stdout",
+                    bytes = *n,
+                    "first stdout bytes to the client"
+                );
+            }
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// The Status reported for the backend's outcome.

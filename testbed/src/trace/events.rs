@@ -50,9 +50,19 @@ fn session_of(line: &Value) -> Option<String> {
         .find_map(|s| s["session"].as_str().map(str::to_string))
 }
 
+/// The hop whose log file this is (`logs/<hop>.log`; a shim's `shim.log`).
+pub fn hop_of_file(path: &std::path::Path) -> Option<Hop> {
+    if path.file_name().is_some_and(|n| n == "shim.log") {
+        return Some(Hop::ShimExec);
+    }
+    let stem = path.file_stem()?.to_str()?;
+    Hop::CHAIN.into_iter().find(|h| h.name() == stem)
+}
+
 /// Parses one log line; `None` for anything that is not a session event (plain text lines,
-/// lines without `event` or outside an exec session).
-pub fn parse_line(text: &str) -> Option<TraceEvent> {
+/// lines without `event` or outside an exec session). Events of the shared libraries
+/// (`k8s_stream`, `hop_kit`) belong to the hop whose log (`logged_by`) holds them.
+pub fn parse_line(text: &str, logged_by: Option<Hop>) -> Option<TraceEvent> {
     let text = text.trim();
     if !text.starts_with('{') {
         return None;
@@ -61,7 +71,9 @@ pub fn parse_line(text: &str) -> Option<TraceEvent> {
     let fields = line.get("fields")?;
     let event = fields.get("event")?.as_str()?.to_string();
     let session = session_of(&line)?;
-    let hop = hop_of(line["target"].as_str()?)?;
+    let target = line["target"].as_str()?;
+    let shared = ["k8s_stream", "hop_kit"].contains(&target.split("::").next()?);
+    let hop = hop_of(target).or(logged_by.filter(|_| shared))?;
     let at = humantime::parse_rfc3339(line["timestamp"].as_str()?).ok()?;
     let message = fields["message"].as_str().unwrap_or("").to_string();
     let detail = fields
@@ -143,7 +155,7 @@ mod tests {
 
     #[test]
     fn parses_a_session_event() {
-        let e = parse_line(LINE).expect("an event");
+        let e = parse_line(LINE, None).expect("an event");
         assert_eq!(e.hop, Hop::ShimExec);
         assert_eq!(e.event, "exec");
         assert_eq!(e.session, "95ff3fc3aa");
@@ -156,18 +168,34 @@ mod tests {
 
     #[test]
     fn skips_lines_that_are_not_session_events() {
-        assert!(parse_line("execlab: lab ready in 0.36 s").is_none());
+        assert!(parse_line("execlab: lab ready in 0.36 s", None).is_none());
         let no_event = LINE.replace(r#""event":"exec","#, "");
-        assert!(parse_line(&no_event).is_none());
+        assert!(parse_line(&no_event, None).is_none());
         let no_session = r#"{"timestamp":"2026-11-23T19:45:36Z","fields":{"event":"x"},"target":"shim_exec::service"}"#;
-        assert!(parse_line(no_session).is_none());
+        assert!(parse_line(no_session, None).is_none());
         let other_crate = LINE.replace("shim_exec::service", "hyper::proto");
-        assert!(parse_line(&other_crate).is_none());
+        assert!(parse_line(&other_crate, Some(Hop::ShimExec)).is_none());
+    }
+
+    #[test]
+    fn shared_library_events_belong_to_the_hop_that_logged_them() {
+        let library = LINE.replace("shim_exec::service", "k8s_stream::translate");
+        assert!(parse_line(&library, None).is_none());
+        let e = parse_line(&library, Some(Hop::ApiserverProxy)).expect("an event");
+        assert_eq!(e.hop, Hop::ApiserverProxy);
+        let path = std::path::Path::new("/lab/logs/apiserver-proxy.log");
+        assert_eq!(hop_of_file(path), Some(Hop::ApiserverProxy));
+        let shim = std::path::Path::new("/lab/state/sandboxes/x/shim.log");
+        assert_eq!(hop_of_file(shim), Some(Hop::ShimExec));
+        assert_eq!(
+            hop_of_file(std::path::Path::new("/lab/logs/execlab.log")),
+            None
+        );
     }
 
     #[test]
     fn groups_orders_and_finds_sessions() {
-        let a = parse_line(LINE).expect("event");
+        let a = parse_line(LINE, None).expect("event");
         let mut b = a.clone();
         b.session = "77aa".into();
         b.at += Duration::from_millis(5);

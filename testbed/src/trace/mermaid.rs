@@ -27,6 +27,7 @@ fn arrow(step: &Step) -> Option<(&'static str, &'static str, &'static str, &'sta
         (Hop::ApiserverProxy, "accept") => (CLIENT, "->>", here, "exec request"),
         (Hop::ApiserverProxy, "dial") => (here, "->>", "K", "dial kubelet"),
         (Hop::ApiserverProxy, "upgrade") => (here, "-->>", CLIENT, "101, streams"),
+        (Hop::ApiserverProxy, "first_byte") => (here, "-->>", CLIENT, "first stdout byte"),
         (Hop::ApiserverProxy, "close") => (here, "-->>", CLIENT, "status, close"),
         (Hop::KubeletStream, "dial") => (here, "->>", "R", "dial streaming server"),
         (Hop::KubeletStream, "upgrade") => (here, "-->>", "A", "101"),

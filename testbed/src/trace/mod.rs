@@ -61,8 +61,9 @@ pub fn load_events(dir: &Path) -> Vec<TraceEvent> {
         let Ok(text) = std::fs::read_to_string(&file) else {
             continue;
         };
+        let logged_by = events::hop_of_file(&file);
         for line in text.lines() {
-            if let Some(e) = events::parse_line(line) {
+            if let Some(e) = events::parse_line(line, logged_by) {
                 if seen.insert(line.to_string()) {
                     events.push(e);
                 }
