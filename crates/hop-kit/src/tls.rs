@@ -27,6 +27,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::read_ahead::ReadAhead;
+
 /// ALPN protocol every hop speaks: upgrades (SPDY, WebSocket) only exist in HTTP/1.1.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 
@@ -324,9 +326,13 @@ impl ServerTls {
         }
     }
 
-    /// TLS handshake on an accepted TCP connection, then the client certificate's verdict.
-    pub async fn accept(&self, tcp: TcpStream) -> io::Result<(TlsStream<TcpStream>, ClientCert)> {
-        let tls = self.acceptor().accept(tcp).await?;
+    /// TLS handshake on an accepted TCP connection (reads buffered, see [`ReadAhead`]), then
+    /// the client certificate's verdict.
+    pub async fn accept(
+        &self,
+        tcp: TcpStream,
+    ) -> io::Result<(TlsStream<ReadAhead<TcpStream>>, ClientCert)> {
+        let tls = self.acceptor().accept(ReadAhead::new(tcp)).await?;
         let verdict = self.client_cert(tls.get_ref().1.peer_certificates());
         Ok((tls, verdict))
     }
