@@ -51,8 +51,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
             if out.remaining() >= this.buf.max() {
                 return Pin::new(&mut this.inner).poll_read(cx, out);
             }
-            std::task::ready!(this.buf.poll_read_from(cx, Pin::new(&mut this.inner)))?;
+            // Before polling: a pending read leaves `filled` empty.
             this.pos = 0;
+            std::task::ready!(this.buf.poll_read_from(cx, Pin::new(&mut this.inner)))?;
         }
         let ahead = &this.buf.filled()[this.pos..];
         let n = ahead.len().min(out.remaining());
@@ -97,18 +98,26 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
-    /// Counts the reads that reach it.
+    /// Counts the reads that reach it; with `stutter`, every other read is pending first.
     struct CountReads<'a> {
         data: &'a [u8],
         reads: usize,
+        stutter: bool,
+        ready: bool,
     }
 
     impl AsyncRead for CountReads<'_> {
         fn poll_read(
             mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
+            cx: &mut Context<'_>,
             out: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
+            let ready = self.ready;
+            self.ready = !ready;
+            if self.stutter && !ready {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             let n = self.data.len().min(out.remaining());
             out.put_slice(&self.data[..n]);
             self.data = &self.data[n..];
@@ -117,39 +126,44 @@ mod tests {
         }
     }
 
+    fn source(data: &[u8], stutter: bool) -> CountReads<'_> {
+        CountReads {
+            data,
+            reads: 0,
+            stutter,
+            ready: false,
+        }
+    }
+
     #[tokio::test]
     async fn small_reads_are_served_from_few_big_ones_in_order() {
         let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
-        let mut ahead = ReadAhead::new(CountReads {
-            data: &data,
-            reads: 0,
-        });
-        let mut got = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let mut calls = 0;
-        loop {
-            let n = ahead.read(&mut chunk).await.unwrap();
-            if n == 0 {
-                break;
+        for stutter in [false, true] {
+            let mut ahead = ReadAhead::new(source(&data, stutter));
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let mut calls = 0;
+            loop {
+                let n = ahead.read(&mut chunk).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&chunk[..n]);
+                calls += 1;
             }
-            got.extend_from_slice(&chunk[..n]);
-            calls += 1;
+            assert_eq!(got, data, "stutter={stutter}");
+            assert!(calls >= data.len() / 4096);
+            // 1 MB in 4 KiB reads: without the buffer one socket read per call (245); with
+            // it, growing 1 → 4 → 16 → 64 KiB, about 20 (plus the one that sees EOF).
+            let reads = ahead.get_ref().reads;
+            assert!(reads <= 25, "{reads} socket reads");
         }
-        assert_eq!(got, data);
-        assert!(calls >= data.len() / 4096);
-        // 1 MB in 4 KiB reads: without the buffer one socket read per call (245); with it,
-        // growing 1 → 4 → 16 → 64 KiB, about 20 (plus the one that sees EOF).
-        let reads = ahead.get_ref().reads;
-        assert!(reads <= 25, "{reads} socket reads");
     }
 
     #[tokio::test]
     async fn big_reads_bypass_the_buffer() {
         let data = vec![7u8; 300_000];
-        let mut ahead = ReadAhead::new(CountReads {
-            data: &data,
-            reads: 0,
-        });
+        let mut ahead = ReadAhead::new(source(&data, false));
         let mut got = vec![0u8; 300_000];
         let n = ahead.read(&mut got).await.unwrap();
         assert_eq!(n, data.len());
