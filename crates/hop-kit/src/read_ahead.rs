@@ -3,9 +3,12 @@
 //! rustls asks its transport for at most 4 KiB per read (`READ_SIZE` in rustls 0.23
 //! `msgs/deframer/buffers.rs`), and tokio-rustls reads until one whole record (up to 16 KiB) is
 //! in: four or five `recvfrom` calls per record, which made syscalls the largest cost of the
-//! TLS hops. [`ReadAhead`] reads from the socket into a [`PumpBuffer`] (small while the
-//! connection is idle, growing while reads fill it) and serves rustls's small reads from it.
-//! Writes pass straight through.
+//! TLS hops. [`ReadAhead`] reads from the socket into a [`PumpBuffer`] (growing while reads
+//! fill it) and serves rustls's small reads from it. Writes pass straight through.
+//!
+//! The first [`UNBUFFERED_BYTES`] pass unbuffered and the buffer is only made after them: the
+//! handshake's flights would otherwise grow it, and an idle exec session (most of them) would
+//! keep that memory for its whole life.
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -16,11 +19,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Largest read-ahead buffer: one socket read carries several TLS records.
 pub const READ_AHEAD_BUFFER: usize = 64 * 1024;
 
+/// Bytes read unbuffered before the buffer is made (well past a TLS handshake).
+pub const UNBUFFERED_BYTES: usize = 64 * 1024;
+
 /// `inner` with reads buffered (see the module docs).
 #[derive(Debug)]
 pub struct ReadAhead<S> {
     inner: S,
-    buf: PumpBuffer,
+    /// Made once [`UNBUFFERED_BYTES`] have been read.
+    buf: Option<PumpBuffer>,
+    /// Bytes read while unbuffered.
+    unbuffered: usize,
     /// Bytes of `buf.filled()` already handed out.
     pos: usize,
 }
@@ -29,7 +38,8 @@ impl<S> ReadAhead<S> {
     pub fn new(inner: S) -> Self {
         ReadAhead {
             inner,
-            buf: PumpBuffer::new(READ_AHEAD_BUFFER),
+            buf: None,
+            unbuffered: 0,
             pos: 0,
         }
     }
@@ -46,16 +56,26 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.pos == this.buf.filled().len() {
+        let buf = match &mut this.buf {
+            Some(buf) => buf,
+            None if this.unbuffered < UNBUFFERED_BYTES => {
+                let before = out.filled().len();
+                std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, out))?;
+                this.unbuffered += out.filled().len() - before;
+                return Poll::Ready(Ok(()));
+            }
+            None => this.buf.insert(PumpBuffer::new(READ_AHEAD_BUFFER)),
+        };
+        if this.pos == buf.filled().len() {
             // Nothing buffered: a read as big as the buffer could be goes straight to the caller.
-            if out.remaining() >= this.buf.max() {
+            if out.remaining() >= buf.max() {
                 return Pin::new(&mut this.inner).poll_read(cx, out);
             }
             // Before polling: a pending read leaves `filled` empty.
             this.pos = 0;
-            std::task::ready!(this.buf.poll_read_from(cx, Pin::new(&mut this.inner)))?;
+            std::task::ready!(buf.poll_read_from(cx, Pin::new(&mut this.inner)))?;
         }
-        let ahead = &this.buf.filled()[this.pos..];
+        let ahead = &buf.filled()[this.pos..];
         let n = ahead.len().min(out.remaining());
         out.put_slice(&ahead[..n]);
         this.pos += n;
@@ -154,19 +174,31 @@ mod tests {
             assert_eq!(got, data, "stutter={stutter}");
             assert!(calls >= data.len() / 4096);
             // 1 MB in 4 KiB reads: without the buffer one socket read per call (245); with
-            // it, growing 1 → 4 → 16 → 64 KiB, about 20 (plus the one that sees EOF).
+            // it, 16 unbuffered, then growing 1 → 4 → 16 → 64 KiB, about 35 (plus EOF).
             let reads = ahead.get_ref().reads;
-            assert!(reads <= 25, "{reads} socket reads");
+            assert!(reads <= 40, "{reads} socket reads");
         }
     }
 
     #[tokio::test]
     async fn big_reads_bypass_the_buffer() {
-        let data = vec![7u8; 300_000];
+        let data = vec![7u8; UNBUFFERED_BYTES + 300_000];
         let mut ahead = ReadAhead::new(source(&data, false));
-        let mut got = vec![0u8; 300_000];
-        let n = ahead.read(&mut got).await.unwrap();
-        assert_eq!(n, data.len());
-        assert_eq!(ahead.buf.capacity(), PumpBuffer::START);
+        let mut first = vec![0u8; UNBUFFERED_BYTES];
+        assert_eq!(ahead.read(&mut first).await.unwrap(), UNBUFFERED_BYTES);
+        let mut big = vec![0u8; 300_000];
+        assert_eq!(ahead.read(&mut big).await.unwrap(), big.len());
+        assert_eq!(ahead.get_ref().reads, 2);
+        assert_eq!(ahead.buf.map(|b| b.capacity()), Some(PumpBuffer::START));
+    }
+
+    #[tokio::test]
+    async fn a_handshake_sized_exchange_allocates_no_buffer() {
+        let data = vec![1u8; 8 * 1024];
+        let mut ahead = ReadAhead::new(source(&data, false));
+        let mut got = Vec::new();
+        ahead.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, data);
+        assert!(ahead.buf.is_none());
     }
 }
