@@ -10,6 +10,7 @@ pub mod logging;
 pub mod metrics;
 pub mod observe;
 pub mod otlp;
+pub mod read_ahead;
 pub mod response_head;
 pub mod session_id;
 pub mod tls;
@@ -17,6 +18,7 @@ pub mod upgrade;
 
 pub use addr_file::{read_addr_file, write_addr_file};
 pub use logging::LogFormat;
+pub use read_ahead::ReadAhead;
 pub use session_id::{exec_session_span, TraceParent, TRACEPARENT};
 pub use tls::{ClientCert, PeerIdentity, ServerTls};
 pub use upgrade::{dial_upgrade, splice, DialError, UpgradeOutcome, UpgradeRequest, UpgradedIo};

@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use url::Url;
 
+use crate::read_ahead::ReadAhead;
 use crate::response_head::{go_read_response_error, HeadRecorder, RecordedHead};
 use crate::tls::go_tls_io_error_text;
 
@@ -173,6 +174,8 @@ impl UpgradeRequest {
                 })?;
                 let server_name = target.server_name()?;
                 let connector = tokio_rustls::TlsConnector::from(config);
+                // rustls reads 4 KiB at a time: buffer the socket under it.
+                let tcp = ReadAhead::new(tcp);
                 let stream =
                     tokio::time::timeout(self.connect_timeout, connector.connect(server_name, tcp))
                         .await

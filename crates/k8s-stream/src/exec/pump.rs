@@ -4,7 +4,11 @@
 //! wants big reads so each write becomes one big frame/message. So the buffer starts at
 //! [`PumpBuffer::START`] and grows fourfold whenever a read fills it, up to its maximum: idle
 //! sessions cost 1 KiB per direction, bulk copies reach full-size reads after three reads.
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Largest buffer of [`pump`]: large enough that each write becomes one big frame/message.
 pub const PUMP_BUFFER: usize = 64 * 1024;
@@ -14,6 +18,8 @@ pub const PUMP_BUFFER: usize = 64 * 1024;
 pub struct PumpBuffer {
     buf: Vec<u8>,
     max: usize,
+    /// Bytes the last read put at the front of `buf`.
+    filled: usize,
     /// The last read filled the whole buffer: more is probably waiting.
     last_full: bool,
 }
@@ -28,6 +34,7 @@ impl PumpBuffer {
         PumpBuffer {
             buf: vec![0; Self::START.min(max)],
             max,
+            filled: 0,
             last_full: false,
         }
     }
@@ -37,19 +44,48 @@ impl PumpBuffer {
         self.buf.len()
     }
 
+    /// Largest size the buffer grows to.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// What the last read returned.
+    pub fn filled(&self) -> &[u8] {
+        &self.buf[..self.filled]
+    }
+
     /// Reads once from `from` (growing first if the previous read filled the buffer) and
     /// returns what was read; empty at EOF.
     pub async fn read_from<R>(&mut self, from: &mut R) -> std::io::Result<&[u8]>
     where
         R: AsyncRead + Unpin + ?Sized,
     {
+        poll_fn(|cx| self.poll_read_from(cx, Pin::new(&mut *from))).await?;
+        Ok(self.filled())
+    }
+
+    /// [`read_from`](Self::read_from) for `poll_*` callers: the bytes read are in
+    /// [`filled`](Self::filled) once this is ready (none at EOF).
+    pub fn poll_read_from<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: Pin<&mut R>,
+    ) -> Poll<std::io::Result<usize>>
+    where
+        R: AsyncRead + ?Sized,
+    {
         if self.last_full && self.buf.len() < self.max {
             let grown = self.buf.len().saturating_mul(4).min(self.max);
             self.buf.resize(grown, 0);
+            self.last_full = false;
         }
-        let n = from.read(&mut self.buf).await?;
+        self.filled = 0;
+        let mut read = ReadBuf::new(&mut self.buf);
+        std::task::ready!(from.poll_read(cx, &mut read))?;
+        let n = read.filled().len();
+        self.filled = n;
         self.last_full = n == self.buf.len();
-        Ok(&self.buf[..n])
+        Poll::Ready(Ok(n))
     }
 }
 
@@ -78,6 +114,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
 
     #[tokio::test]
     async fn idle_pump_keeps_a_small_buffer_busy_one_grows_to_the_maximum() {
