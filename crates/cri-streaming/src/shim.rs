@@ -64,6 +64,9 @@ impl ShimError {
     }
 }
 
+/// How the ttrpc crate words a call whose connection's send queue closed.
+const SEND_QUEUE_CLOSED: &str = "reserve channel capacity failed";
+
 impl From<ttrpc::Error> for ShimError {
     fn from(e: ttrpc::Error) -> Self {
         match e {
@@ -71,11 +74,16 @@ impl From<ttrpc::Error> for ShimError {
                 class: ErrorClass::from_grpc_code(status.code.value()),
                 message: status.message,
             },
-            // containerd's ttrpc client reports a dropped connection as `ttrpc: closed`.
+            // containerd's ttrpc client reports a dropped connection as `ttrpc: closed`. The
+            // Rust client also reports it as a send queue that closed under a call
+            // (`reserve channel capacity failed: channel closed`, ttrpc security_extension.rs).
             ttrpc::Error::Socket(_)
             | ttrpc::Error::RemoteClosed
             | ttrpc::Error::LocalClosed
             | ttrpc::Error::Eof => Self::Transport {
+                message: "ttrpc: closed".to_string(),
+            },
+            ttrpc::Error::Others(m) if m.starts_with(SEND_QUEUE_CLOSED) => Self::Transport {
                 message: "ttrpc: closed".to_string(),
             },
             other => Self::Transport {
@@ -430,5 +438,26 @@ impl Shim {
                 other => Err(other),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_way_the_connection_goes_reads_ttrpc_closed() {
+        for e in [
+            ttrpc::Error::RemoteClosed,
+            ttrpc::Error::LocalClosed,
+            ttrpc::Error::Eof,
+            ttrpc::Error::Others("reserve channel capacity failed: channel closed".to_string()),
+        ] {
+            let shim = ShimError::from(e);
+            assert!(shim.is_transport());
+            assert_eq!(shim.to_string(), "ttrpc: closed: unknown");
+        }
+        let other = ShimError::from(ttrpc::Error::Others("something else".into()));
+        assert!(other.to_string().contains("something else"), "{other}");
     }
 }
