@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::expect::{scoped, Pattern, Scope};
+use super::expect::{scoped, without_client_races, Pattern, Scope};
 use super::kubectl::{Client, KubectlOutput};
 
 /// What one client is expected to print, and where that text comes from.
@@ -73,7 +73,8 @@ impl Check {
     ) -> Self {
         let verdict = match Pattern::parse(&expected.stderr) {
             Ok(pattern) => {
-                let text = scoped(&output.stderr, expected.scope);
+                let stderr = without_client_races(&output.stderr);
+                let text = scoped(&stderr, expected.scope);
                 let stdout_ok = expected
                     .stdout
                     .as_ref()
