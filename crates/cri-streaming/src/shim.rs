@@ -159,15 +159,9 @@ impl ShimLauncher {
         if !address.starts_with("unix://") {
             return Err(ShimError::Launch(format!("unexpected address {address:?}")));
         }
-        let client = ttrpc::asynchronous::Client::connect(&address)
-            .await
-            .map_err(|e| ShimError::Launch(format!("connect {address}: {e}")))?;
+        let shim = Shim::connect(&address, id).await?;
         tracing::debug!(%id, %address, "shim started");
-        Ok(Shim {
-            tasks: TaskClient::new(client),
-            address,
-            id: id.to_string(),
-        })
+        Ok(shim)
     }
 
     /// Runs `<shim> ... -id ID -bundle DIR delete` (cleanup after the shim is gone).
@@ -248,7 +242,44 @@ fn context(trace: Option<&TraceParent>, timeout: Option<Duration>) -> ttrpc::con
     ctx
 }
 
+/// Runs one ttrpc call in a task of its own and waits for its answer. The ttrpc client closes
+/// the whole connection when a call is dropped while its request is being written
+/// (`connection closed after a request was cancelled during write`): with hundreds of sessions
+/// on one shim, a client going away (which drops its Wait) cut every exec of the pod. Dropping
+/// the caller now only stops the waiting; the call itself completes.
+async fn detached<Req, T, F, Fut>(
+    tasks: TaskClient,
+    ctx: ttrpc::context::Context,
+    req: Req,
+    call: F,
+) -> Result<T, ShimError>
+where
+    Req: Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(TaskClient, ttrpc::context::Context, Req) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ttrpc::Error>> + Send + 'static,
+{
+    match tokio::spawn(call(tasks, ctx, req)).await {
+        Ok(answer) => answer.map_err(ShimError::from),
+        Err(e) => Err(ShimError::Transport {
+            message: format!("ttrpc call: {e}"),
+        }),
+    }
+}
+
 impl Shim {
+    /// A task API client on the shim listening at `address` (`unix://…`).
+    pub async fn connect(address: &str, id: &str) -> Result<Shim, ShimError> {
+        let client = ttrpc::asynchronous::Client::connect(address)
+            .await
+            .map_err(|e| ShimError::Launch(format!("connect {address}: {e}")))?;
+        Ok(Shim {
+            tasks: TaskClient::new(client),
+            address: address.to_string(),
+            id: id.to_string(),
+        })
+    }
+
     /// `unix://...` address of the shim's ttrpc socket.
     pub fn address(&self) -> &str {
         &self.address
@@ -270,10 +301,13 @@ impl Shim {
             stderr: io.stderr.clone(),
             ..Default::default()
         };
-        let resp = self
-            .tasks
-            .create(context(None, Some(CALL_TIMEOUT)), &req)
-            .await?;
+        let resp = detached(
+            self.tasks.clone(),
+            context(None, Some(CALL_TIMEOUT)),
+            req,
+            |tasks, ctx, req| async move { tasks.create(ctx, &req).await },
+        )
+        .await?;
         Ok(resp.pid)
     }
 
@@ -289,10 +323,13 @@ impl Shim {
             exec_id: exec_id.to_string(),
             ..Default::default()
         };
-        let resp = self
-            .tasks
-            .start(context(trace, Some(CALL_TIMEOUT)), &req)
-            .await?;
+        let resp = detached(
+            self.tasks.clone(),
+            context(trace, Some(CALL_TIMEOUT)),
+            req,
+            |tasks, ctx, req| async move { tasks.start(ctx, &req).await },
+        )
+        .await?;
         Ok(resp.pid)
     }
 
@@ -320,9 +357,13 @@ impl Shim {
             spec: Some(spec).into(),
             ..Default::default()
         };
-        self.tasks
-            .exec(context(trace, Some(CALL_TIMEOUT)), &req)
-            .await?;
+        detached(
+            self.tasks.clone(),
+            context(trace, Some(CALL_TIMEOUT)),
+            req,
+            |tasks, ctx, req| async move { tasks.exec(ctx, &req).await },
+        )
+        .await?;
         Ok(())
     }
 
@@ -338,7 +379,13 @@ impl Shim {
             exec_id: exec_id.to_string(),
             ..Default::default()
         };
-        let resp = self.tasks.wait(context(trace, None), &req).await?;
+        let resp = detached(
+            self.tasks.clone(),
+            context(trace, None),
+            req,
+            |tasks, ctx, req| async move { tasks.wait(ctx, &req).await },
+        )
+        .await?;
         Ok(resp.exit_status)
     }
 
@@ -356,9 +403,13 @@ impl Shim {
             all: exec_id.is_empty(),
             ..Default::default()
         };
-        self.tasks
-            .kill(context(trace, Some(CALL_TIMEOUT)), &req)
-            .await?;
+        detached(
+            self.tasks.clone(),
+            context(trace, Some(CALL_TIMEOUT)),
+            req,
+            |tasks, ctx, req| async move { tasks.kill(ctx, &req).await },
+        )
+        .await?;
         Ok(())
     }
 
@@ -373,9 +424,13 @@ impl Shim {
             exec_id: exec_id.to_string(),
             ..Default::default()
         };
-        self.tasks
-            .delete(context(trace, Some(CALL_TIMEOUT)), &req)
-            .await?;
+        detached(
+            self.tasks.clone(),
+            context(trace, Some(CALL_TIMEOUT)),
+            req,
+            |tasks, ctx, req| async move { tasks.delete(ctx, &req).await },
+        )
+        .await?;
         Ok(())
     }
 
@@ -394,9 +449,13 @@ impl Shim {
             height,
             ..Default::default()
         };
-        self.tasks
-            .resize_pty(context(trace, Some(CALL_TIMEOUT)), &req)
-            .await?;
+        detached(
+            self.tasks.clone(),
+            context(trace, Some(CALL_TIMEOUT)),
+            req,
+            |tasks, ctx, req| async move { tasks.resize_pty(ctx, &req).await },
+        )
+        .await?;
         Ok(())
     }
 
@@ -413,9 +472,13 @@ impl Shim {
             stdin: true,
             ..Default::default()
         };
-        self.tasks
-            .close_io(context(trace, Some(CALL_TIMEOUT)), &req)
-            .await?;
+        detached(
+            self.tasks.clone(),
+            context(trace, Some(CALL_TIMEOUT)),
+            req,
+            |tasks, ctx, req| async move { tasks.close_io(ctx, &req).await },
+        )
+        .await?;
         Ok(())
     }
 
@@ -426,10 +489,13 @@ impl Shim {
             now,
             ..Default::default()
         };
-        match self
-            .tasks
-            .shutdown(context(None, Some(CALL_TIMEOUT)), &req)
-            .await
+        match detached(
+            self.tasks.clone(),
+            context(None, Some(CALL_TIMEOUT)),
+            req,
+            |tasks, ctx, req| async move { tasks.shutdown(ctx, &req).await },
+        )
+        .await
         {
             Ok(_) => Ok(()),
             // The shim exits while answering: a closed connection is success here.
@@ -444,6 +510,50 @@ impl Shim {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A call dropped while its request is still being written (a slow shim, a big request)
+    /// must not close the connection the pod's other execs share.
+    #[tokio::test]
+    async fn a_call_dropped_mid_write_still_sends_its_whole_request() {
+        use tokio::io::AsyncReadExt;
+        const SPEC: usize = 2 * 1024 * 1024;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shim.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        // A shim that reads slowly and never answers.
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("accept");
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total = 0;
+            while total < SPEC {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+            total
+        });
+        let shim = Shim::connect(&format!("unix://{}", path.display()), "pod")
+            .await
+            .expect("connect");
+        let io = ProcessIo::default();
+        let call = shim.exec("ctr", "exec", &io, vec![b'x'; SPEC], None);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(30), call)
+                .await
+                .is_err(),
+            "the call was to be dropped while writing"
+        );
+        let read = tokio::time::timeout(Duration::from_secs(20), server)
+            .await
+            .expect("server bounded")
+            .expect("server task");
+        assert!(
+            read >= SPEC,
+            "the shim got {read} of {SPEC} bytes: connection cut"
+        );
+    }
 
     #[test]
     fn every_way_the_connection_goes_reads_ttrpc_closed() {
