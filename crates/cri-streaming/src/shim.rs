@@ -499,10 +499,8 @@ impl Shim {
         {
             Ok(_) => Ok(()),
             // The shim exits while answering: a closed connection is success here.
-            Err(e) => match ShimError::from(e) {
-                ShimError::Transport { .. } => Ok(()),
-                other => Err(other),
-            },
+            Err(ShimError::Transport { .. }) => Ok(()),
+            Err(other) => Err(other),
         }
     }
 }
