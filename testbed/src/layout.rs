@@ -151,7 +151,7 @@ impl LabLayout {
         ] {
             fs::create_dir_all(&dir).map_err(|e| LabError::io(&dir, e))?;
         }
-        let on_tmpfs = is_tmpfs(Path::new(VOLATILE_BASE));
+        let on_tmpfs = volatile_base().is_some();
         for dir in self.volatile_dirs() {
             let is_link = fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink());
             if on_tmpfs && (is_link || !dir.exists()) {
@@ -191,6 +191,11 @@ impl LabLayout {
     pub fn contains(&self, path: &Path) -> bool {
         path.starts_with(&self.root) || path.starts_with(self.volatile_root())
     }
+}
+
+/// The tmpfs for volatile files (FIFOs, sockets), when this system has a writable one.
+pub fn volatile_base() -> Option<&'static Path> {
+    Some(Path::new(VOLATILE_BASE)).filter(|base| is_tmpfs(base))
 }
 
 fn is_tmpfs(path: &Path) -> bool {

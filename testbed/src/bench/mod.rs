@@ -186,9 +186,11 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     raise_open_files_limit();
     let steps = 5 + 2 * PathName::EVERY.len() as u64 + config.levels().len() as u64;
     let progress = Progress::new(steps);
+    // On a tmpfs, as the lab's own FIFOs (crate::layout): the shim path's client plays
+    // containerd, whose FIFOs live under /run.
     let fifo_dir = tempfile::Builder::new()
         .prefix("execlab-bench-fifos-")
-        .tempdir()
+        .tempdir_in(crate::layout::volatile_base().unwrap_or(&std::env::temp_dir()))
         .map_err(|e| BenchError::Output(format!("FIFO dir: {e}")))?;
 
     progress.step("loopback TCP copy".into());
