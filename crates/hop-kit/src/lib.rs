@@ -15,6 +15,7 @@ pub mod response_head;
 pub mod session_id;
 pub mod tls;
 pub mod upgrade;
+mod write_passthrough;
 
 pub use addr_file::{read_addr_file, write_addr_file};
 pub use logging::LogFormat;
