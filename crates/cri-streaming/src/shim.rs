@@ -267,6 +267,18 @@ where
     }
 }
 
+/// `self.tasks.$method(ctx, &req)` through [`detached`].
+macro_rules! shim_call {
+    ($shim:ident, $method:ident, $ctx:expr, $req:expr) => {
+        detached(
+            $shim.tasks.clone(),
+            $ctx,
+            $req,
+            |tasks, ctx, req| async move { tasks.$method(ctx, &req).await },
+        )
+    };
+}
+
 impl Shim {
     /// A task API client on the shim listening at `address` (`unix://…`).
     pub async fn connect(address: &str, id: &str) -> Result<Shim, ShimError> {
@@ -301,13 +313,7 @@ impl Shim {
             stderr: io.stderr.clone(),
             ..Default::default()
         };
-        let resp = detached(
-            self.tasks.clone(),
-            context(None, Some(CALL_TIMEOUT)),
-            req,
-            |tasks, ctx, req| async move { tasks.create(ctx, &req).await },
-        )
-        .await?;
+        let resp = shim_call!(self, create, context(None, Some(CALL_TIMEOUT)), req).await?;
         Ok(resp.pid)
     }
 
@@ -323,13 +329,7 @@ impl Shim {
             exec_id: exec_id.to_string(),
             ..Default::default()
         };
-        let resp = detached(
-            self.tasks.clone(),
-            context(trace, Some(CALL_TIMEOUT)),
-            req,
-            |tasks, ctx, req| async move { tasks.start(ctx, &req).await },
-        )
-        .await?;
+        let resp = shim_call!(self, start, context(trace, Some(CALL_TIMEOUT)), req).await?;
         Ok(resp.pid)
     }
 
@@ -357,13 +357,7 @@ impl Shim {
             spec: Some(spec).into(),
             ..Default::default()
         };
-        detached(
-            self.tasks.clone(),
-            context(trace, Some(CALL_TIMEOUT)),
-            req,
-            |tasks, ctx, req| async move { tasks.exec(ctx, &req).await },
-        )
-        .await?;
+        shim_call!(self, exec, context(trace, Some(CALL_TIMEOUT)), req).await?;
         Ok(())
     }
 
@@ -379,13 +373,7 @@ impl Shim {
             exec_id: exec_id.to_string(),
             ..Default::default()
         };
-        let resp = detached(
-            self.tasks.clone(),
-            context(trace, None),
-            req,
-            |tasks, ctx, req| async move { tasks.wait(ctx, &req).await },
-        )
-        .await?;
+        let resp = shim_call!(self, wait, context(trace, None), req).await?;
         Ok(resp.exit_status)
     }
 
@@ -403,13 +391,7 @@ impl Shim {
             all: exec_id.is_empty(),
             ..Default::default()
         };
-        detached(
-            self.tasks.clone(),
-            context(trace, Some(CALL_TIMEOUT)),
-            req,
-            |tasks, ctx, req| async move { tasks.kill(ctx, &req).await },
-        )
-        .await?;
+        shim_call!(self, kill, context(trace, Some(CALL_TIMEOUT)), req).await?;
         Ok(())
     }
 
@@ -424,13 +406,7 @@ impl Shim {
             exec_id: exec_id.to_string(),
             ..Default::default()
         };
-        detached(
-            self.tasks.clone(),
-            context(trace, Some(CALL_TIMEOUT)),
-            req,
-            |tasks, ctx, req| async move { tasks.delete(ctx, &req).await },
-        )
-        .await?;
+        shim_call!(self, delete, context(trace, Some(CALL_TIMEOUT)), req).await?;
         Ok(())
     }
 
@@ -449,13 +425,7 @@ impl Shim {
             height,
             ..Default::default()
         };
-        detached(
-            self.tasks.clone(),
-            context(trace, Some(CALL_TIMEOUT)),
-            req,
-            |tasks, ctx, req| async move { tasks.resize_pty(ctx, &req).await },
-        )
-        .await?;
+        shim_call!(self, resize_pty, context(trace, Some(CALL_TIMEOUT)), req).await?;
         Ok(())
     }
 
@@ -472,13 +442,7 @@ impl Shim {
             stdin: true,
             ..Default::default()
         };
-        detached(
-            self.tasks.clone(),
-            context(trace, Some(CALL_TIMEOUT)),
-            req,
-            |tasks, ctx, req| async move { tasks.close_io(ctx, &req).await },
-        )
-        .await?;
+        shim_call!(self, close_io, context(trace, Some(CALL_TIMEOUT)), req).await?;
         Ok(())
     }
 
@@ -489,14 +453,7 @@ impl Shim {
             now,
             ..Default::default()
         };
-        match detached(
-            self.tasks.clone(),
-            context(None, Some(CALL_TIMEOUT)),
-            req,
-            |tasks, ctx, req| async move { tasks.shutdown(ctx, &req).await },
-        )
-        .await
-        {
+        match shim_call!(self, shutdown, context(None, Some(CALL_TIMEOUT)), req).await {
             Ok(_) => Ok(()),
             // The shim exits while answering: a closed connection is success here.
             Err(ShimError::Transport { .. }) => Ok(()),
