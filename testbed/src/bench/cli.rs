@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{run, BenchConfig};
+use super::{run, BenchConfig, PathName};
 use crate::error::LabError;
 
 #[derive(Debug, Args)]
@@ -27,6 +27,10 @@ pub struct BenchArgs {
     /// runc binary (raw runc exec is the floor).
     #[arg(long, default_value = "runc")]
     pub runc: String,
+    /// Measure only this path (repeat for several); the `runc` floor is always measured. Idle
+    /// sessions and kubectl are measured with `apiserver-ws`. Default: every path.
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<PathName>,
 }
 
 /// Runs the bench and prints its table; failures are printed here (exit code 1).
@@ -35,6 +39,7 @@ pub async fn bench_command(args: &BenchArgs) -> Result<ExitCode, LabError> {
     config.quick = args.quick;
     config.dir = args.dir.clone();
     config.runc = args.runc.clone();
+    config.paths = args.paths.iter().copied().collect();
     config.kubectl = match args.kubectl.as_deref() {
         Some("none") => None,
         Some(path) => Some(PathBuf::from(path)),

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::client::{ClientError, Dialer, ExecCommand, Session};
+use super::cpu::{CpuMeter, CpuUse};
 use super::stats::mb_per_s;
 use crate::Hop;
 
@@ -95,7 +96,11 @@ fn transfer_limit(bytes: u64) -> Duration {
 }
 
 /// `bytes` of zeros from the process's stdout; MB/s from the first byte to EOF.
-pub async fn stdout_throughput(dialer: &Dialer, bytes: u64) -> Result<f64, MeasureError> {
+pub async fn stdout_throughput(
+    dialer: &Dialer,
+    bytes: u64,
+    cpu: &CpuMeter,
+) -> Result<(f64, CpuUse), MeasureError> {
     let script = format!(
         "dd if=/dev/zero bs=1048576 count={} 2>/dev/null",
         bytes / MIB
@@ -104,6 +109,7 @@ pub async fn stdout_throughput(dialer: &Dialer, bytes: u64) -> Result<f64, Measu
         let mut session = dialer.open(&ExecCommand::shell(&script, false)).await?;
         let mut buf = vec![0u8; CHUNK];
         let first = session.stdout.read(&mut buf).await? as u64;
+        let cpu_before = cpu.snapshot();
         let started = Instant::now();
         let mut total = first;
         loop {
@@ -114,13 +120,14 @@ pub async fn stdout_throughput(dialer: &Dialer, bytes: u64) -> Result<f64, Measu
             total += n as u64;
         }
         let elapsed = started.elapsed();
+        let used = cpu_before.usage_until(&cpu.snapshot(), total - first);
         session.done.await?;
         if total != bytes {
             return Err(MeasureError::Unexpected(format!(
                 "stdout carried {total} bytes, expected {bytes}"
             )));
         }
-        Ok(mb_per_s(total - first, elapsed))
+        Ok((mb_per_s(total - first, elapsed), used))
     })
     .await
 }
@@ -132,7 +139,11 @@ pub async fn stdout_throughput(dialer: &Dialer, bytes: u64) -> Result<f64, Measu
 /// dd must not be the exec's own process (`exec dd`, or dd last in `sh -c`, which busybox ash
 /// execs): under containerd 1.6's runc shim such a dd reads end of input after a few blocks,
 /// while a dd forked by the shell reads everything.
-pub async fn stdin_throughput(dialer: &Dialer, bytes: u64) -> Result<f64, MeasureError> {
+pub async fn stdin_throughput(
+    dialer: &Dialer,
+    bytes: u64,
+    cpu: &CpuMeter,
+) -> Result<(f64, CpuUse), MeasureError> {
     let script = "echo r; dd of=/dev/null bs=1048576 iflag=fullblock 2>&1; exit $?";
     let expected = format!("{}+0 records in", bytes / MIB);
     within("stdin throughput", transfer_limit(bytes), async {
@@ -143,6 +154,7 @@ pub async fn stdin_throughput(dialer: &Dialer, bytes: u64) -> Result<f64, Measur
             .take()
             .ok_or_else(|| MeasureError::Unexpected("no stdin".into()))?;
         let chunk = vec![0u8; CHUNK];
+        let cpu_before = cpu.snapshot();
         let started = Instant::now();
         let mut left = bytes;
         while left > 0 {
@@ -156,6 +168,7 @@ pub async fn stdin_throughput(dialer: &Dialer, bytes: u64) -> Result<f64, Measur
         session.stdout.read_to_end(&mut report).await?;
         session.done.await?;
         let elapsed = started.elapsed();
+        let used = cpu_before.usage_until(&cpu.snapshot(), bytes);
         let report = String::from_utf8_lossy(&report);
         if !report.contains(&expected) {
             return Err(MeasureError::Unexpected(format!(
@@ -163,7 +176,7 @@ pub async fn stdin_throughput(dialer: &Dialer, bytes: u64) -> Result<f64, Measur
                 report.trim()
             )));
         }
-        Ok(mb_per_s(bytes, elapsed))
+        Ok((mb_per_s(bytes, elapsed), used))
     })
     .await
 }

@@ -11,13 +11,14 @@
 
 pub mod cli;
 pub mod client;
+pub mod cpu;
 pub mod measure;
 pub mod paths;
 pub mod plot;
 pub mod report;
 pub mod stats;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::lab::{Lab, LabConfig, LabRuntime};
 use crate::Hop;
 
 use client::{ClientError, Dialer};
+use cpu::CpuMeter;
 use measure::{MeasureError, MIB};
 use paths::{LabTarget, PathName};
 use report::{BenchReport, ConcurrencyReport, PathFigures};
@@ -76,6 +78,8 @@ pub struct BenchConfig {
     pub bin_dir: Option<PathBuf>,
     /// Real kubectl to time as well (skipped when `None`).
     pub kubectl: Option<PathBuf>,
+    /// The paths to measure besides the floor; empty: every path.
+    pub paths: BTreeSet<PathName>,
 }
 
 impl BenchConfig {
@@ -87,7 +91,13 @@ impl BenchConfig {
             runc: "runc".into(),
             bin_dir: None,
             kubectl: None,
+            paths: BTreeSet::new(),
         }
+    }
+
+    /// Whether `path` is measured: every path by default, the floor always.
+    fn wants(&self, path: PathName) -> bool {
+        self.paths.is_empty() || path == PathName::Runc || self.paths.contains(&path)
     }
 
     fn setup_samples(&self) -> usize {
@@ -236,25 +246,33 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     outcome?;
 
     // The other kubelet mode, in a lab of our own.
-    progress.step(format!(
-        "starting a lab (kubelet {})",
-        if main_redirects {
-            "proxies"
-        } else {
-            "redirects"
-        }
-    ));
-    measure_own_lab(
-        config,
-        &progress,
-        fifo_dir.path(),
-        &mut results,
-        (!main_redirects, LabRuntime::Execlab),
-    )
-    .await?;
+    let other_mode = match main_redirects {
+        true => PathName::KubeletProxy,
+        false => PathName::KubeletRedirect,
+    };
+    if config.wants(other_mode) {
+        progress.step(format!(
+            "starting a lab (kubelet {})",
+            if main_redirects {
+                "proxies"
+            } else {
+                "redirects"
+            }
+        ));
+        measure_own_lab(
+            config,
+            &progress,
+            fifo_dir.path(),
+            &mut results,
+            (!main_redirects, LabRuntime::Execlab),
+        )
+        .await?;
+    }
 
     // containerd's counterparts, in the same run (issue #9).
-    if crate::containerd::installed() {
+    if !PathName::CONTAINERD.into_iter().any(|p| config.wants(p)) {
+        // Not asked for.
+    } else if crate::containerd::installed() {
         progress.step("starting a lab (--runtime containerd)".into());
         measure_own_lab(
             config,
@@ -322,7 +340,7 @@ async fn measure_lab(
     let target = LabTarget::open(dir, &config.runc).await?;
     let mut dialers: Vec<(PathName, Dialer)> = Vec::new();
     for path in PathName::EVERY {
-        if target.serves(path) && !results.figures.contains_key(&path) {
+        if target.serves(path) && config.wants(path) && !results.figures.contains_key(&path) {
             let dialer = target
                 .dialer(path, fifo_dir)
                 .await
@@ -355,6 +373,7 @@ async fn measure_lab(
     }
 
     let bytes = config.transfer_bytes();
+    let cpu = CpuMeter::new(&target.hop_pids());
     for (path, dialer) in &dialers {
         progress.step(format!("{path}: stdout/stdin throughput, tty"));
         let fail = |what: &'static str| {
@@ -364,10 +383,10 @@ async fn measure_lab(
                 source,
             }
         };
-        let stdout_mb_s = measure::stdout_throughput(dialer, bytes)
+        let (stdout_mb_s, stdout_cpu) = measure::stdout_throughput(dialer, bytes, &cpu)
             .await
             .map_err(fail("stdout"))?;
-        let stdin_mb_s = measure::stdin_throughput(dialer, bytes)
+        let (stdin_mb_s, stdin_cpu) = measure::stdin_throughput(dialer, bytes, &cpu)
             .await
             .map_err(fail("stdin"))?;
         let tty_rtt_ms = match path.has_tty() {
@@ -391,10 +410,12 @@ async fn measure_lab(
                 stdout_mb_s,
                 stdin_mb_s,
                 tty_rtt_ms,
+                stdout_cpu,
+                stdin_cpu,
             },
         );
     }
-    if !everything {
+    if !everything || !config.wants(PathName::ApiserverWs) {
         return Ok(());
     }
 
@@ -580,5 +601,22 @@ fn raise_open_files_limit() {
         if soft < want {
             let _ = setrlimit(Resource::RLIMIT_NOFILE, want, hard);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_by_default_else_the_named_ones_and_the_floor() {
+        let mut config = BenchConfig::new("out");
+        assert!(PathName::EVERY.iter().all(|p| config.wants(*p)));
+        config.paths = BTreeSet::from([PathName::ApiserverWs]);
+        let wanted: Vec<PathName> = PathName::EVERY
+            .into_iter()
+            .filter(|p| config.wants(*p))
+            .collect();
+        assert_eq!(wanted, [PathName::Runc, PathName::ApiserverWs]);
     }
 }

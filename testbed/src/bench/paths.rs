@@ -17,7 +17,7 @@ use crate::record::LabRecord;
 use crate::Hop;
 
 /// One way from a client to the process in the container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum PathName {
     /// `runc exec` run by the bench itself: the floor.
@@ -363,6 +363,17 @@ fn runc_bundle(runc: &str, root: &Path, id: &str) -> Result<PathBuf, BenchError>
 
 #[cfg(test)]
 mod tests {
+    use clap::ValueEnum;
+
+    #[test]
+    fn the_path_flag_takes_the_names_bench_json_uses() {
+        for path in PathName::EVERY {
+            let flag = path.to_possible_value().expect("a value");
+            assert_eq!(flag.get_name(), path.name());
+            assert_eq!(PathName::from_str(path.name(), false), Ok(path));
+        }
+    }
+
     use super::*;
 
     #[test]

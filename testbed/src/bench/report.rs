@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::cpu::{CpuUse, CLIENT, REST};
 use super::paths::PathName;
 use super::stats::{round3, Percentiles};
 use super::BenchError;
@@ -53,6 +54,9 @@ pub struct PathReport {
     pub below: Option<String>,
     /// stdout MB/s / loopback MB/s.
     pub stdout_ratio_to_loopback: f64,
+    /// CPU per GiB of stdout, per hop, the bench client and the rest of the machine.
+    pub stdout_cpu: CpuUse,
+    pub stdin_cpu: CpuUse,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,6 +96,9 @@ pub struct PathFigures {
     pub stdout_mb_s: f64,
     pub stdin_mb_s: f64,
     pub tty_rtt_ms: Option<Percentiles>,
+    /// CPU spent moving the stdout / stdin bytes.
+    pub stdout_cpu: CpuUse,
+    pub stdin_cpu: CpuUse,
 }
 
 /// Derives ratios, hop costs and targets.
@@ -128,6 +135,8 @@ pub fn assemble(
                 } else {
                     0.0
                 },
+                stdout_cpu: rounded_cpu(&f.stdout_cpu),
+                stdin_cpu: rounded_cpu(&f.stdin_cpu),
             },
         );
     }
@@ -143,6 +152,17 @@ pub fn assemble(
         kubectl,
         concurrency,
         targets,
+    }
+}
+
+fn rounded_cpu(used: &CpuUse) -> CpuUse {
+    CpuUse {
+        ms_per_gib: used
+            .ms_per_gib
+            .iter()
+            .map(|(k, v)| (k.clone(), round3(*v)))
+            .collect(),
+        cores_busy: round3(used.cores_busy),
     }
 }
 
@@ -206,14 +226,24 @@ fn targets(
                 }
             }
         }
+        let mut detail = match worst {
+            Some((hop, d)) => format!("apiserver-ws stdout; largest drop: {hop} −{d:.0} MB/s"),
+            None => "apiserver-ws stdout".into(),
+        };
+        let cpu = &c.stdout_cpu;
+        if let Some((hop, ms)) = cpu.costliest_hop() {
+            let _ = write!(
+                detail,
+                "; {:.2} CPUs busy, {:.0} CPU ms/GiB in all, most in one hop: {hop} {ms:.0}",
+                cpu.cores_busy,
+                cpu.total_ms_per_gib()
+            );
+        }
         Target {
             measured: round3(c.stdout_mb_s),
             limit: TARGET_STDOUT_MB_S,
             met: c.stdout_mb_s >= TARGET_STDOUT_MB_S,
-            detail: match worst {
-                Some((hop, d)) => format!("apiserver-ws stdout; largest drop: {hop} −{d:.0} MB/s"),
-                None => "apiserver-ws stdout".into(),
-            },
+            detail,
         }
     });
     let idle_rss_kib_per_session_per_hop =
@@ -237,6 +267,43 @@ fn targets(
 }
 
 impl BenchReport {
+    /// CPU ms per GiB moved, per path and direction, one column per party.
+    pub fn cpu_table(&self) -> String {
+        let mut columns: Vec<String> = crate::Hop::CHAIN.iter().map(|h| h.to_string()).collect();
+        columns.extend([CLIENT.to_string(), REST.to_string()]);
+        let mut t = String::new();
+        let _ = write!(t, "CPU ms per GiB moved {:<14}", "");
+        for c in &columns {
+            let _ = write!(t, " {c:>15}");
+        }
+        let _ = writeln!(t, " {:>8} {:>10}", "total", "CPUs busy");
+        for path in PathName::EVERY {
+            let Some(p) = self.paths.get(path.name()) else {
+                continue;
+            };
+            for (dir, used) in [("stdout", &p.stdout_cpu), ("stdin", &p.stdin_cpu)] {
+                let _ = write!(t, "{:<17} {dir:<17}", path.name());
+                for c in &columns {
+                    match used.ms_per_gib.get(c) {
+                        Some(ms) => {
+                            let _ = write!(t, " {ms:>15.0}");
+                        }
+                        None => {
+                            let _ = write!(t, " {:>15}", "-");
+                        }
+                    }
+                }
+                let _ = writeln!(
+                    t,
+                    " {:>8.0} {:>10.2}",
+                    used.total_ms_per_gib(),
+                    used.cores_busy
+                );
+            }
+        }
+        t
+    }
+
     /// One line per containerd path: ours/containerd for setup p50 and p90 (below 1: ours is
     /// faster) and stdout (above 1: ours streams faster).
     pub fn vs_containerd(&self) -> String {
@@ -317,6 +384,7 @@ impl BenchReport {
             );
         }
         let _ = writeln!(t, "loopback TCP copy: {:.0} MB/s", self.loopback_mb_s);
+        t.push_str(&self.cpu_table());
         t.push_str(&self.vs_containerd());
         for (how, p) in &self.kubectl {
             let _ = writeln!(
@@ -389,6 +457,20 @@ mod tests {
             stdout_mb_s: stdout,
             stdin_mb_s: stdout,
             tty_rtt_ms: None,
+            stdout_cpu: cpu(2.0),
+            stdin_cpu: cpu(1.0),
+        }
+    }
+
+    fn cpu(cores_busy: f64) -> CpuUse {
+        CpuUse {
+            ms_per_gib: BTreeMap::from([
+                ("apiserver-proxy".into(), 300.0),
+                ("kubelet-stream".into(), 200.0),
+                (CLIENT.into(), 100.0),
+                (REST.into(), 400.0),
+            ]),
+            cores_busy,
         }
     }
 
@@ -413,5 +495,60 @@ mod tests {
         );
         // No chain figures: no chain line.
         assert!(!table.contains("containerd-chain"), "{table}");
+    }
+
+    #[test]
+    fn cpu_per_gib_gets_a_row_per_path_and_direction_and_names_the_costliest_hop() {
+        let map = BTreeMap::from([
+            (PathName::Runc, figures(10.0, 2000.0)),
+            (PathName::ApiserverWs, figures(12.0, 700.0)),
+        ]);
+        let report = assemble(
+            &map,
+            3000.0,
+            Vec::new(),
+            BTreeMap::new(),
+            (true, "test".into(), 2, 5, 1),
+        );
+        let table = report.table();
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("apiserver-ws") && l.contains("stdout  "))
+            .unwrap_or_else(|| panic!("no CPU row: {table}"));
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        // path, direction, 4 hops, client, rest, total, CPUs busy
+        assert_eq!(
+            fields,
+            [
+                "apiserver-ws",
+                "stdout",
+                "300",
+                "200",
+                "-",
+                "-",
+                "100",
+                "400",
+                "1000",
+                "2.00"
+            ],
+            "{table}"
+        );
+        let target = report
+            .targets
+            .stdout_all_hops_mb_s
+            .as_ref()
+            .expect("stdout target");
+        assert!(
+            target.detail.contains(
+                "2.00 CPUs busy, 1000 CPU ms/GiB in all, most in one hop: apiserver-proxy 300"
+            ),
+            "{}",
+            target.detail
+        );
+        let json = serde_json::to_value(&report).expect("json");
+        assert_eq!(
+            json["paths"]["apiserver-ws"]["stdout_cpu"]["ms_per_gib"]["kubelet-stream"],
+            200.0
+        );
     }
 }
