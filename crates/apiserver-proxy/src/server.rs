@@ -144,16 +144,8 @@ impl ApiServer {
         loop {
             let (tcp, peer) = tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+                accepted = hop_kit::accept(&self.listener) => accepted,
             };
-            let _ = tcp.set_nodelay(true);
             let tls = self.tls.clone();
             let state = self.state.clone();
             let mut stop = stop_rx.clone();

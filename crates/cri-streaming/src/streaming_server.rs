@@ -53,14 +53,7 @@ pub async fn serve(
     let config = Arc::new(config);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a streaming connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = hop_kit::accept(&listener) => accepted,
             () = shutdown.cancelled() => break,
         };
         let (runtime, config, shutdown) = (runtime.clone(), config.clone(), shutdown.clone());

@@ -1,10 +1,11 @@
-//! What every network hop of execlab needs once: TLS loading and client-certificate identity
+//! What every network hop of execlab needs once: accepting TCP connections ([`accept`]), TLS loading and client-certificate identity
 //! ([`tls`]), the HTTP upgrade client and byte splice ([`upgrade`]) with Go's wording for an
 //! answer that is not HTTP ([`response_head`]), `--addr-file` writing ([`addr_file`]), the
 //! exec-session id carried in `traceparent` ([`session_id`]), tracing setup ([`logging`]),
 //! Prometheus metrics ([`metrics`]), the OTLP span exporter ([`otlp`]), and the flags that set
 //! those up in every hop ([`observe`]).
 
+pub mod accept;
 pub mod addr_file;
 pub mod logging;
 pub mod metrics;
@@ -17,6 +18,7 @@ pub mod tls;
 pub mod upgrade;
 mod write_passthrough;
 
+pub use accept::accept;
 pub use addr_file::{read_addr_file, write_addr_file};
 pub use logging::LogFormat;
 pub use read_ahead::ReadAhead;

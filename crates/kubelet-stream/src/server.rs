@@ -115,16 +115,7 @@ impl KubeletServer {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = listener.accept() => {
-                    let (tcp, peer) = match accepted {
-                        Ok(conn) => conn,
-                        Err(err) => {
-                            tracing::warn!(error = %err, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = tcp.set_nodelay(true);
+                (tcp, peer) = hop_kit::accept(&listener) => {
                     connections.spawn(serve_connection(tcp, peer, tls.clone(), api.clone(), draining.clone()));
                 }
             }
