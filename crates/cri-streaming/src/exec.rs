@@ -34,6 +34,7 @@ use k8s_stream::remotecommand::TerminalSize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -309,7 +310,7 @@ impl PreparedExec {
     /// without a client stdin is closed at once (the process reads EOF).
     pub async fn run(
         self,
-        streams: ExecStreams,
+        mut streams: ExecStreams,
         timeout: Option<Duration>,
     ) -> Result<ExecEnd, CriError> {
         let PreparedExec {
@@ -320,6 +321,19 @@ impl PreparedExec {
             opened,
             trace,
         } = self;
+        // Output is copied from before Start: the process writes as soon as runc has started
+        // it, before Start's answer is back (containerd's CRI attaches the IO before starting
+        // too), so its first bytes reach the client one shim round trip sooner.
+        let client_gone = streams.client_gone.clone().unwrap_or_default();
+        let mut outputs = vec![tokio::spawn(
+            copy_output(opened.stdout, streams.stdout.take(), client_gone.clone())
+                .in_current_span(),
+        )];
+        if let Some(stderr) = opened.stderr {
+            outputs.push(tokio::spawn(
+                copy_output(stderr, streams.stderr.take(), client_gone.clone()).in_current_span(),
+            ));
+        }
         let pid = match shim.start(&id, &exec_id, trace.as_ref()).await {
             Ok(pid) => {
                 tracing::info!(
@@ -330,6 +344,7 @@ impl PreparedExec {
                 pid
             }
             Err(e) => {
+                outputs.iter().for_each(JoinHandle::abort);
                 delete_exec(&shim, &id, &exec_id, trace.as_ref()).await;
                 return Err(CriError::shim(
                     format!("failed to start exec \"{exec_id}\""),
@@ -344,7 +359,9 @@ impl PreparedExec {
             pid,
             trace,
         };
-        let result = session.run(opened, streams, timeout).await;
+        let result = session
+            .run(opened.stdin, outputs, streams, client_gone, timeout)
+            .await;
         delete_exec(&shim, &id, &exec_id, trace.as_ref()).await;
         drop(fifos);
         result
@@ -389,23 +406,17 @@ struct ExecSession {
 }
 
 impl ExecSession {
+    /// Drives the started process to its end: `outputs` are the output copies already
+    /// running, `stdin_fifo` the process's stdin.
     async fn run(
         &self,
-        fifos: OpenedFifos,
+        stdin_fifo: Option<pipe::Sender>,
+        mut outputs: Vec<JoinHandle<()>>,
         streams: ExecStreams,
+        client_gone: CancellationToken,
         timeout: Option<Duration>,
     ) -> Result<ExecEnd, CriError> {
-        let client_gone = streams.client_gone.clone().unwrap_or_default();
-        let mut outputs = Vec::new();
-        outputs.push(tokio::spawn(
-            copy_output(fifos.stdout, streams.stdout, client_gone.clone()).in_current_span(),
-        ));
-        if let Some(stderr) = fifos.stderr {
-            outputs.push(tokio::spawn(
-                copy_output(stderr, streams.stderr, client_gone.clone()).in_current_span(),
-            ));
-        }
-        let stdin_task = match (streams.stdin, fifos.stdin) {
+        let stdin_task = match (streams.stdin, stdin_fifo) {
             (Some(from), Some(to)) => {
                 let (shim, id, exec_id, trace) = (
                     self.shim.clone(),

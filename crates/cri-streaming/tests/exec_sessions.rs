@@ -319,3 +319,56 @@ async fn the_session_id_follows_traceparent_to_the_shim() {
     lab.remove_pod(&mut cri, &sandbox).await;
     lab.stop().await;
 }
+
+/// The process's first output reaches the client before the shim's answer to Start: runc
+/// answers 2 s late here (the process already runs), and "hi" must not wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn output_flows_before_the_shim_answers_start() {
+    let bin = tempfile::tempdir().expect("tempdir");
+    let real = which_runc();
+    let slow = bin.path().join("runc-slow-exec");
+    std::fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\n{real} \"$@\"; rc=$?\nfor a in \"$@\"; do [ \"$a\" = exec ] && sleep 2; done\nexit $rc\n"
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let lab = Lab::start(LabOptions {
+        runc: Some(slow),
+        ..Default::default()
+    })
+    .await;
+    let mut cri = lab.cri().await;
+    let (sandbox, container) = lab.run_pod(&mut cri, "early").await;
+
+    let req = exec_request(&container, &["sh", "-c", "echo hi; sleep 3"], false, false);
+    let started = Instant::now();
+    let mut streams = exec(&mut cri, req, Transport::Spdy).await;
+    let mut stdout = streams.stdout.take().expect("stdout");
+    let mut hi = [0u8; 3];
+    stdout.read_exact(&mut hi).await.expect("hi");
+    assert_eq!(&hi, b"hi\n");
+    assert!(
+        common::log_lines_with(&lab, "cri.log", "the shim started the process").is_empty(),
+        "output waited for Start's answer ({:?} after the request)",
+        started.elapsed()
+    );
+    streams.stdout = Some(stdout);
+    let result = collect(streams).await;
+    assert_eq!(result.outcome, Ok(()));
+    lab.remove_pod(&mut cri, &sandbox).await;
+    lab.stop().await;
+}
+
+fn which_runc() -> String {
+    let out = std::process::Command::new("sh")
+        .args(["-c", "command -v runc"])
+        .output()
+        .expect("sh");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!path.is_empty(), "runc not on PATH");
+    path
+}

@@ -354,6 +354,12 @@ async fn a_shim_killed_mid_stream_ends_the_session_with_an_error() {
     let mut line = [0u8; 8];
     stdout.read_exact(&mut line).await.expect("started");
     assert_eq!(&line, b"started\n");
+    // Output flows before the shim's Start answer is back: kill it only once that answer came,
+    // so the wait (not the start) is what breaks.
+    eventually("Start answered", || {
+        !common::log_lines_with(&lab, "cri.log", "the shim started the process").is_empty()
+    })
+    .await;
 
     let shims: Vec<i32> = processes_mentioning(lab.root.path())
         .into_iter()

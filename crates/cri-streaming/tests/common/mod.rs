@@ -55,6 +55,8 @@ pub struct LabOptions {
     pub idle_timeout: Option<&'static str>,
     /// Run inside `unshare -m` with the shim runtime dir on a tmpfs of this size.
     pub tiny_runtime_tmpfs: Option<&'static str>,
+    /// runc binary for the shims (`EXECLAB_RUNC`), instead of the one on PATH.
+    pub runc: Option<PathBuf>,
 }
 
 pub struct Lab {
@@ -139,6 +141,9 @@ impl Lab {
         .env("EXECLAB_SHIM_LOG", p("shim.log"))
         .stdin(Stdio::null())
         .stderr(log);
+        if let Some(runc) = &opts.runc {
+            cmd.env("EXECLAB_RUNC", runc);
+        }
         let child = cmd.spawn().expect("spawn cri-streaming");
         let mut lab = Lab {
             root,
