@@ -4,6 +4,7 @@
 //! running through CRI.
 
 pub mod auth;
+pub mod container_cache;
 pub mod manifest;
 pub mod pod_store;
 pub mod pods_api;
@@ -115,6 +116,7 @@ impl Config {
                 runtime,
                 mode: self.streaming_mode,
                 sessions: TaskTracker::new(),
+                containers: Default::default(),
             },
         };
         Ok(KubeletServer {

@@ -32,6 +32,7 @@ use url::Url;
 
 use cri_api::runtime::v1 as cri;
 
+use crate::container_cache::{ContainerIdCache, ContainerKey};
 use crate::pod_store::PodStore;
 use crate::responses::{found, http_error, restful_error, Body};
 use crate::runtime::{
@@ -60,6 +61,8 @@ pub struct StreamingContext {
     pub mode: StreamingMode,
     /// Spliced sessions, so shutdown can give them a moment to end.
     pub sessions: TaskTracker,
+    /// The container each target last resolved to (spares a ListContainers per session).
+    pub containers: ContainerIdCache,
 }
 
 /// Why no streaming URL was obtained.
@@ -131,12 +134,16 @@ impl StreamingContext {
         req: Request<Incoming>,
     ) -> Response<Body> {
         let mut session = metrics::global().session_opened();
-        if self.store.pod(&target.namespace, &target.pod).is_none() {
+        let Some(pod) = self.store.pod(&target.namespace, &target.pod) else {
             return restful_error(StatusCode::NOT_FOUND, "pod does not exist");
-        }
+        };
+        let key = ContainerKey {
+            pod_uid: pod.uid().to_owned(),
+            container: target.container.clone(),
+        };
         let forwarded = trace.child();
         let url = match self
-            .streaming_url(kind, &target, command, options, &forwarded)
+            .streaming_url(kind, &target, &key, command, options, &forwarded)
             .await
         {
             Ok(url) => url,
@@ -156,15 +163,35 @@ impl StreamingContext {
         }
     }
 
-    /// upstream `findContainer` + runtime `GetExec`/`GetAttach`.
+    /// upstream `findContainer` + runtime `GetExec`/`GetAttach`; the container the target last
+    /// resolved to is tried first (see [`ContainerIdCache`]).
     async fn streaming_url(
         &self,
         kind: StreamKind,
         target: &ContainerRef,
+        key: &ContainerKey,
         command: Vec<String>,
         options: StreamOptions,
         trace: &TraceParent,
     ) -> Result<String, LookupError> {
+        let flags = StreamFlags {
+            stdin: options.stdin,
+            stdout: options.stdout,
+            stderr: options.stderr,
+            tty: options.tty,
+        };
+        if let Some(id) = self.containers.get(key) {
+            match self
+                .runtime_url(kind, &id, command.clone(), flags, trace)
+                .await
+            {
+                Ok(url) => return Ok(url),
+                Err(err) => {
+                    tracing::debug!(container_id = %id, error = %err, "remembered container refused; looking up afresh");
+                    self.containers.forget(key, &id);
+                }
+            }
+        }
         let container = self.find_running_container(target, trace).await?;
         let Some(container) = container else {
             return Err(match kind {
@@ -175,25 +202,29 @@ impl StreamingContext {
                 },
             });
         };
-        let flags = StreamFlags {
-            stdin: options.stdin,
-            stdout: options.stdout,
-            stderr: options.stderr,
-            tty: options.tty,
-        };
-        let url = match kind {
+        self.containers.remember(key.clone(), container.id.clone());
+        Ok(self
+            .runtime_url(kind, &container.id, command, flags, trace)
+            .await?)
+    }
+
+    /// The runtime's streaming URL for `container_id` (CRI Exec or Attach).
+    async fn runtime_url(
+        &self,
+        kind: StreamKind,
+        container_id: &str,
+        command: Vec<String>,
+        flags: StreamFlags,
+        trace: &TraceParent,
+    ) -> Result<String, RuntimeError> {
+        match kind {
             StreamKind::Exec => {
                 self.runtime
-                    .exec(&container.id, command, flags, Some(trace))
-                    .await?
+                    .exec(container_id, command, flags, Some(trace))
+                    .await
             }
-            StreamKind::Attach => {
-                self.runtime
-                    .attach(&container.id, flags, Some(trace))
-                    .await?
-            }
-        };
-        Ok(url)
+            StreamKind::Attach => self.runtime.attach(container_id, flags, Some(trace)).await,
+        }
     }
 
     async fn find_running_container(

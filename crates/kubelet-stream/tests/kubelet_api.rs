@@ -427,3 +427,46 @@ async fn container_in_a_new_sandbox_takes_the_next_attempt() {
     );
     kubelet.stop().await;
 }
+
+/// The container an exec found is used directly by the next one (no ListContainers), until the
+/// runtime refuses it: then it is looked up afresh and the new container is used.
+#[tokio::test]
+async fn the_container_found_once_is_used_until_the_runtime_refuses_it() {
+    let lab = Lab::new();
+    let fake = FakeRuntime::default();
+    fake.set_stream_base("http://127.0.0.1:9");
+    let runtime = serve_runtime(fake, &lab.socket);
+    let kubelet = lab.start_kubelet(StreamingMode::Redirect).await;
+    let tls = lab.pki.client(Some(&lab.pki.apiserver));
+    wait_running(&kubelet, tls.clone()).await;
+    let exec = || async {
+        let outcome = request(
+            &kubelet,
+            tls.clone(),
+            Method::POST,
+            "/exec/default/web/app?command=ls&output=1",
+            spdy_headers(),
+        )
+        .await;
+        assert_eq!(refused(outcome).0, StatusCode::FOUND);
+    };
+    exec().await;
+    exec().await;
+    assert_eq!(runtime.runtime.lookups_at_exec(), [1, 1]);
+
+    runtime.runtime.exit_all_containers();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while runtime.runtime.container_count() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "container never recreated"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_running(&kubelet, tls.clone()).await;
+    exec().await;
+    let execs = runtime.runtime.exec_requests();
+    assert_eq!(runtime.runtime.lookups_at_exec(), [1, 1, 2]);
+    assert_ne!(execs[2].container_id, execs[0].container_id);
+    kubelet.stop().await;
+}

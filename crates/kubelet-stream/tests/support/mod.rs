@@ -48,6 +48,10 @@ pub struct FakeState {
     pub containers: Vec<cri::Container>,
     pub exec_requests: Vec<cri::ExecRequest>,
     pub exec_traceparents: Vec<String>,
+    /// ListContainers calls looking for one container by name (an exec's lookup, not the pod
+    /// sync's), and how many there had been when each Exec was accepted.
+    pub lookups: usize,
+    pub lookups_at_exec: Vec<usize>,
     /// Base URL of the streaming server handed out by Exec/Attach.
     pub stream_base: String,
     pub next_id: u64,
@@ -108,6 +112,11 @@ impl FakeRuntime {
 
     pub fn exec_requests(&self) -> Vec<cri::ExecRequest> {
         self.lock().exec_requests.clone()
+    }
+
+    /// For each Exec accepted, how many container lookups had been made before it.
+    pub fn lookups_at_exec(&self) -> Vec<usize> {
+        self.lock().lookups_at_exec.clone()
     }
 
     pub fn exec_traceparents(&self) -> Vec<String> {
@@ -248,8 +257,14 @@ impl RuntimeService for FakeRuntime {
         request: GrpcRequest<cri::ListContainersRequest>,
     ) -> Result<GrpcResponse<cri::ListContainersResponse>, Status> {
         let filter = request.into_inner().filter.unwrap_or_default();
-        let containers = self
-            .lock()
+        let mut state = self.lock();
+        if filter
+            .label_selector
+            .contains_key(kubelet_stream::runtime::LABEL_CONTAINER_NAME)
+        {
+            state.lookups += 1;
+        }
+        let containers = state
             .containers
             .iter()
             .filter(|c| {
@@ -276,12 +291,18 @@ impl RuntimeService for FakeRuntime {
             .to_owned();
         let exec = request.into_inner();
         let mut state = self.lock();
-        if !state.containers.iter().any(|c| c.id == exec.container_id) {
+        let Some(container) = state.containers.iter().find(|c| c.id == exec.container_id) else {
             return Err(Status::not_found(format!(
                 "container {:?} not found",
                 exec.container_id
             )));
+        };
+        // As cri-streaming and containerd refuse it.
+        if container.state != cri::ContainerState::ContainerRunning as i32 {
+            return Err(Status::unknown("container is in CONTAINER_EXITED state"));
         }
+        let lookups = state.lookups;
+        state.lookups_at_exec.push(lookups);
         state.exec_requests.push(exec);
         state.exec_traceparents.push(traceparent);
         let url = format!("{}/exec/Ab3_xY9-", state.stream_base);
