@@ -37,6 +37,7 @@ use k8s_stream::remotecommand::{
     StreamProtocol,
 };
 use rustls::ClientConfig;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 use url::Url;
 
@@ -75,9 +76,14 @@ pub async fn serve(
         }
     };
     let exec_opts = exec_options(opts);
-    let backend_trace = traceparent.child();
     let protocol = upgrade.protocol;
     let mut session = metrics::global().session_opened();
+    // The kubelet is dialled now, while the client's 101 goes out and its WebSocket is set up
+    // (upstream does one after the other): the slower of the two sets the session's start. If
+    // the client's side fails first, dropping the handle cuts the dial or the opened session.
+    let backend = AbortOnDropHandle::new(tokio::spawn(
+        dial_kubelet(kubelet_url, tls, traceparent.child(), exec_opts.clone()).in_current_span(),
+    ));
     tokio::spawn(
         async move {
             let io = match client_upgrade.await {
@@ -97,7 +103,9 @@ pub async fn serve(
                 }
             };
             let backend = async {
-                let dialled = dial_kubelet(kubelet_url, tls, backend_trace, exec_opts).await;
+                let dialled = backend
+                    .await
+                    .unwrap_or_else(|join| Err(ExecError::Other(join.to_string())));
                 if dialled.is_ok() {
                     session.set_up();
                 }
