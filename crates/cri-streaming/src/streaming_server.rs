@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cri_api::runtime::v1::ExecRequest;
+use cri_api::runtime::v1::{AttachRequest, ExecRequest};
+use futures_util::FutureExt;
 use hop_kit::TraceParent;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -148,34 +149,35 @@ fn handle(
     // The shim creates an exec's process while the 101 goes out and the client opens its
     // streams (each one a round trip through every hop); it is started only once they all
     // exist, as upstream.
-    let prepared = match &parked {
+    let redeemed = match parked {
         StreamRequest::Exec { request, .. } => {
             let runtime = Arc::clone(&runtime);
-            let request = request.clone();
-            Some(tokio::spawn(
+            let spec = request.clone();
+            let prepared = tokio::spawn(
                 async move {
                     runtime
                         .prepare_exec(
-                            &request.container_id,
-                            &request.cmd,
-                            request.tty,
-                            request.stdin,
+                            &spec.container_id,
+                            &spec.cmd,
+                            spec.tty,
+                            spec.stdin,
                             Some(&trace),
                         )
                         .await
                 }
                 .instrument(span.clone()),
-            ))
+            );
+            Redeemed::Exec { request, prepared }
         }
-        StreamRequest::Attach { .. } => None,
+        StreamRequest::Attach { request, .. } => Redeemed::Attach { request },
     };
     let session = async move {
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => TokioIo::new(u),
             Err(e) => {
                 tracing::warn!(error = %e, "upgrade failed");
-                if let Some(handle) = prepared {
-                    if let Ok(Ok(prepared)) = handle.await {
+                if let Redeemed::Exec { prepared, .. } = redeemed {
+                    if let Ok(Ok(prepared)) = prepared.await {
                         prepared.abandon().await;
                     }
                 }
@@ -188,8 +190,8 @@ fn handle(
             idle_timeout: Some(config.idle_timeout),
             ..ServeConfig::default()
         };
-        let session = match (parked, prepared) {
-            (StreamRequest::Exec { request, .. }, Some(prepared)) => {
+        let session = match redeemed {
+            Redeemed::Exec { request, prepared } => {
                 let conn = Connection {
                     io: upgraded,
                     protocol,
@@ -197,8 +199,7 @@ fn handle(
                 };
                 run_exec(request, conn, prepared, &serve_config).boxed()
             }
-            (StreamRequest::Exec { .. }, None) => unreachable!("an exec is always prepared"),
-            (StreamRequest::Attach { request, .. }, _) => {
+            Redeemed::Attach { request } => {
                 run_attach(&runtime, request, upgraded, protocol, &serve_config).boxed()
             }
         };
@@ -215,7 +216,16 @@ fn handle(
     resp
 }
 
-use futures_util::FutureExt;
+/// A redeemed token's request, an exec's process already being prepared.
+enum Redeemed {
+    Exec {
+        request: ExecRequest,
+        prepared: JoinHandle<Result<PreparedExec, CriError>>,
+    },
+    Attach {
+        request: AttachRequest,
+    },
+}
 
 fn exec_options(req: &ExecRequest) -> ExecOptions {
     ExecOptions {
