@@ -55,6 +55,19 @@ fn quick_bench_writes_every_path_and_the_plots() {
         number(&p["stdin_mb_s"], &format!("{path} stdin_mb_s"));
         assert!(stdout.contains(path), "the table names {path}:\n{stdout}");
     }
+    // CPU per GiB moved: each hop on the whole chain spent some, and the table shows it.
+    for hop in [
+        "apiserver-proxy",
+        "kubelet-stream",
+        "cri-streaming",
+        "bench client",
+    ] {
+        number(
+            &json["paths"]["apiserver-ws"]["stdout_cpu"]["ms_per_gib"][hop],
+            &format!("apiserver-ws stdout CPU ms/GiB of {hop}"),
+        );
+    }
+    assert!(stdout.contains("CPU ms per GiB moved"), "{stdout}");
     // containerd's counterparts, measured in the same run where containerd is installed
     // (issue #9; their stdin figure is not asserted: see docs/labs/containerd.md).
     if execlab::containerd::installed() {
