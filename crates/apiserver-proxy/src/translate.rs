@@ -76,64 +76,81 @@ pub async fn serve(
         }
     };
     let exec_opts = exec_options(opts);
-    let protocol = upgrade.protocol;
-    let mut session = metrics::global().session_opened();
     // The kubelet is dialled now, while the client's 101 goes out and its WebSocket is set up
     // (upstream does one after the other): the slower of the two sets the session's start. If
     // the client's side fails first, dropping the handle cuts the dial or the opened session.
+    // In a task of its own, the dial's TLS and HTTP handshakes also take memory only while
+    // they run.
     let backend = AbortOnDropHandle::new(tokio::spawn(
         dial_kubelet(kubelet_url, tls, traceparent.child(), exec_opts.clone()).in_current_span(),
     ));
-    tokio::spawn(
-        async move {
-            let io = match client_upgrade.await {
-                Ok(upgraded) => Counted::new(TokioIo::new(upgraded))
-                    .count_reads(metrics::global().direction(Direction::ToBackend))
-                    .count_writes(metrics::global().direction(Direction::ToClient)),
-                Err(err) => {
-                    tracing::warn!(error = %err, "client upgrade failed");
-                    return;
-                }
-            };
-            let front = match exec::serve(io, protocol, &exec_opts, &ServeConfig::default()).await {
-                Ok(front) => front,
-                Err(err) => {
-                    tracing::warn!(error = %err, "WebSocket session setup failed");
-                    return;
-                }
-            };
-            let backend = async {
-                let dialled = backend
-                    .await
-                    .unwrap_or_else(|join| Err(ExecError::Other(join.to_string())));
-                if dialled.is_ok() {
-                    session.set_up();
-                }
-                dialled
-            };
-            match k8s_stream::translate::translate(front, backend).await {
-                Ok(report) => {
-                    metrics::global().add_bytes(Stream::Stdin, report.stdin_bytes);
-                    tracing::info!(
-                        event = "close",
-                        status = %report.status.status,
-                        message = %report.status.message,
-                        stdin_bytes = report.stdin_bytes,
-                        output_bytes = report.output_bytes,
-                        "translated session ended"
-                    )
-                }
-                Err(err) => {
-                    tracing::info!(event = "close", error = %err, "translated session failed")
-                }
-            }
-        }
-        .in_current_span(),
+    let session = translated_session(
+        client_upgrade,
+        upgrade.protocol,
+        exec_opts,
+        backend,
+        metrics::global().session_opened(),
     );
+    tokio::spawn(session.in_current_span());
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
     *resp.headers_mut() = upgrade.headers;
     resp
+}
+
+/// One translated session, from the client's upgrade to its end: the task each open session
+/// keeps for its whole life.
+async fn translated_session(
+    client_upgrade: OnUpgrade,
+    protocol: StreamProtocol,
+    exec_opts: ExecOptions,
+    backend: AbortOnDropHandle<Result<ClientStreams, ExecError>>,
+    mut session: metrics::OpenSession,
+) {
+    let io = match client_upgrade.await {
+        Ok(upgraded) => Counted::new(TokioIo::new(upgraded))
+            .count_reads(metrics::global().direction(Direction::ToBackend))
+            .count_writes(metrics::global().direction(Direction::ToClient)),
+        Err(err) => {
+            tracing::warn!(error = %err, "client upgrade failed");
+            return;
+        }
+    };
+    // The WebSocket start is boxed: inline it would size this task, which every idle session
+    // keeps for its whole life, at several KiB (the kubelet dial runs in a task of its own).
+    let serve_config = ServeConfig::default();
+    let front = match Box::pin(exec::serve(io, protocol, &exec_opts, &serve_config)).await {
+        Ok(front) => front,
+        Err(err) => {
+            tracing::warn!(error = %err, "WebSocket session setup failed");
+            return;
+        }
+    };
+    let backend = Box::pin(async {
+        let dialled = backend
+            .await
+            .unwrap_or_else(|join| Err(ExecError::Other(join.to_string())));
+        if dialled.is_ok() {
+            session.set_up();
+        }
+        dialled
+    });
+    match k8s_stream::translate::translate(front, backend).await {
+        Ok(report) => {
+            metrics::global().add_bytes(Stream::Stdin, report.stdin_bytes);
+            tracing::info!(
+                event = "close",
+                status = %report.status.status,
+                message = %report.status.message,
+                stdin_bytes = report.stdin_bytes,
+                output_bytes = report.output_bytes,
+                "translated session ended"
+            )
+        }
+        Err(err) => {
+            tracing::info!(event = "close", error = %err, "translated session failed")
+        }
+    }
 }
 
 /// Opens the SPDY exec session to the kubelet (following one redirect), as client-go's SPDY
@@ -184,4 +201,38 @@ pub fn go_url_error(method: &str, url: &Url, err: &impl std::fmt::Display) -> St
         op.extend(chars.map(|c| c.to_ascii_lowercase()));
     }
     format!("{op} {}: {err}", go_quote(url.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every open session keeps its task for its whole life; with the setup futures inline
+    /// (the kubelet dial's TLS and HTTP handshakes) it measured over 8 KiB.
+    #[tokio::test]
+    async fn an_open_session_task_stays_small() {
+        let mut request = http::Request::new(());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let url = Url::parse("https://127.0.0.1:10250/exec/ns/pod/c").expect("url");
+        let dial = dial_kubelet(
+            url,
+            Arc::new(tls),
+            hop_kit::TraceParent::new_root(),
+            ExecOptions::default(),
+        );
+        let session = translated_session(
+            hyper::upgrade::on(&mut request),
+            StreamProtocol::WebSocket(k8s_stream::remotecommand::WsProtocol::V5Channel),
+            ExecOptions::default(),
+            AbortOnDropHandle::new(tokio::spawn(dial)),
+            metrics::global().session_opened(),
+        );
+        let size = std::mem::size_of_val(&session);
+        assert!(size <= 2048, "{size} bytes");
+    }
 }

@@ -146,7 +146,7 @@ mod tests {
             assert_eq!(got, data, "stutter={stutter}");
             assert!(calls >= data.len() / 4096);
             // 1 MB in 4 KiB reads: without the buffer one socket read per call (245); with
-            // it, 16 unbuffered, then growing 1 → 4 → 16 → 64 KiB, about 35 (plus EOF).
+            // it, 16 unbuffered, then growing 0.25 → 1 → 4 → 16 → 64 KiB, about 36 (plus EOF).
             let reads = ahead.get_ref().reads;
             assert!(reads <= 40, "{reads} socket reads");
         }

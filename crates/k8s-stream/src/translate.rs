@@ -54,9 +54,7 @@ where
         Err(e) => {
             tracing::debug!(error = %e, "translator backend failed");
             let s = backend_error_status(&e);
-            status
-                .finish(ExecOutcome::Status(Box::new(s.clone())))
-                .await?;
+            Box::pin(status.finish(ExecOutcome::Status(Box::new(s.clone())))).await?;
             return Ok(TranslateReport {
                 status: s,
                 stdin_bytes: 0,
@@ -114,9 +112,9 @@ where
         t.abort();
     }
     let s = outcome_status(result);
-    status
-        .finish(ExecOutcome::Status(Box::new(s.clone())))
-        .await?;
+    // Boxed, as the backend future should be: an idle session's task holds only what the
+    // pumps need, not the closing handshake's state as well.
+    Box::pin(status.finish(ExecOutcome::Status(Box::new(s.clone())))).await?;
     Ok(TranslateReport {
         status: s,
         stdin_bytes,

@@ -107,21 +107,102 @@ fn truncated_block_is_an_error() {
     );
 }
 
-/// What a compressing peer (zlib with the SPDY dictionary, sync flush) sends for `plain`.
-fn deflated_block(plain: &[u8]) -> Vec<u8> {
-    use flate2::{Compress, Compression, FlushCompress};
-    let mut c = Compress::new(Compression::default(), true);
-    c.set_dictionary(DICTIONARY).unwrap();
-    let mut out = Vec::with_capacity(plain.len() + 1024);
-    loop {
-        let consumed = c.total_in() as usize;
-        c.compress_vec(&plain[consumed..], &mut out, FlushCompress::Sync)
-            .unwrap();
-        if c.total_in() as usize == plain.len() && out.len() < out.capacity() {
-            return out;
-        }
-        out.reserve(64 * 1024);
+/// A compressing peer: zlib with the SPDY dictionary, one stream for all its blocks, a sync
+/// flush after each (as spdystream writes them).
+struct ZlibPeer(flate2::Compress);
+
+impl ZlibPeer {
+    fn new() -> Self {
+        use flate2::{Compress, Compression};
+        let mut c = Compress::new(Compression::default(), true);
+        c.set_dictionary(DICTIONARY).unwrap();
+        ZlibPeer(c)
     }
+
+    fn block(&mut self, plain: &[u8]) -> Vec<u8> {
+        use flate2::FlushCompress;
+        let c = &mut self.0;
+        let start = c.total_in();
+        let mut out = Vec::with_capacity(plain.len() + 1024);
+        loop {
+            let consumed = (c.total_in() - start) as usize;
+            c.compress_vec(&plain[consumed..], &mut out, FlushCompress::Sync)
+                .unwrap();
+            if (c.total_in() - start) as usize == plain.len() && out.len() < out.capacity() {
+                return out;
+            }
+            out.reserve(64 * 1024);
+        }
+    }
+}
+
+/// What a compressing peer sends for `plain` as its first block.
+fn deflated_block(plain: &[u8]) -> Vec<u8> {
+    ZlibPeer::new().block(plain)
+}
+
+#[test]
+fn decoder_keeps_no_inflater_between_sync_flushed_blocks() {
+    // Later blocks refer back into earlier blocks' output (a long value repeated), and past
+    // 32 KiB of output the dictionary has left the window.
+    let mut peer = ZlibPeer::new();
+    let mut dec = HeaderDecoder::default();
+    let mut seed = 1u32;
+    let token: String = (0..300)
+        .map(|_| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            char::from(b'a' + (seed >> 16) as u8 % 26)
+        })
+        .collect();
+    let filler = "z".repeat(20 * 1024);
+    let sets: Vec<Vec<(&str, &str)>> = vec![
+        vec![("streamtype", "error"), ("x-token", &token)],
+        vec![("streamtype", "stdout"), ("x-token", &token)],
+        vec![("x-filler", &filler)],
+        vec![("x-filler", &filler), ("x-token", &token)],
+        vec![("streamtype", "stdin"), ("x-token", &token)],
+    ];
+    for (i, set) in sets.iter().enumerate() {
+        let mut plain = Vec::new();
+        write_name_value_block(set.iter().copied(), &mut plain);
+        let block = peer.block(&plain);
+        if i == 1 {
+            assert!(
+                block.len() < token.len() / 2,
+                "a back-reference: {}",
+                block.len()
+            );
+        }
+        let got = dec.decode(&block).unwrap();
+        let want: Vec<(String, String)> = set
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        assert!(
+            !dec.holds_inflater(),
+            "an idle decoder holds only its history"
+        );
+    }
+}
+
+#[test]
+fn a_block_cut_before_its_sync_flush_keeps_the_inflater() {
+    let mut peer = ZlibPeer::new();
+    let mut dec = HeaderDecoder::default();
+    let mut plain = Vec::new();
+    write_name_value_block([("streamtype", "error")], &mut plain);
+    dec.decode(&peer.block(&plain)).unwrap();
+    let mut plain = Vec::new();
+    write_name_value_block([("streamtype", "stdout"), ("x", "yyyy")], &mut plain);
+    let block = peer.block(&plain);
+    let (head, tail) = block.split_at(block.len() / 2);
+    let mut out = Vec::new();
+    dec.inflate(head, &mut out).unwrap();
+    assert!(dec.holds_inflater());
+    dec.inflate(tail, &mut out).unwrap();
+    assert!(!dec.holds_inflater());
+    assert_eq!(out, plain);
 }
 
 #[test]

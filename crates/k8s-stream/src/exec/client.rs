@@ -187,10 +187,12 @@ where
     let outcome = spawn_error_reader(error_reader, version, true);
     let stdin = stdin.map(|s| {
         let (mut server_side, writer) = s.into_split();
-        // Read and discard until the server closes its side of stdin.
+        // Read and discard until the server closes its side of stdin. Servers send nothing
+        // there, so a few bytes of buffer do: `io::copy`'s 8 KiB would be kept by every idle
+        // session.
         tokio::spawn(async move {
-            let mut sink = tokio::io::sink();
-            let _ = tokio::io::copy(&mut server_side, &mut sink).await;
+            let mut scrap = [0u8; 64];
+            while matches!(server_side.read(&mut scrap).await, Ok(n) if n > 0) {}
         });
         Box::new(writer) as BoxWrite
     });

@@ -3,7 +3,7 @@
 //! An exec session is idle most of its life (a shell waiting for a keystroke), but a busy one
 //! wants big reads so each write becomes one big frame/message. So the buffer starts at
 //! [`PumpBuffer::START`] and grows fourfold whenever a read fills it, up to its maximum: idle
-//! sessions cost 1 KiB per direction, bulk copies reach full-size reads after three reads.
+//! sessions cost 256 bytes per direction, bulk copies reach full-size reads after four reads.
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -25,8 +25,9 @@ pub struct PumpBuffer {
 }
 
 impl PumpBuffer {
-    /// Size before the first read.
-    pub const START: usize = 1024;
+    /// Size before the first read: an idle session's pumps (three in the apiserver's translator,
+    /// as many in each hop below) keep this much each, zero-filled.
+    pub const START: usize = 256;
 
     /// A buffer that never grows beyond `max` bytes (at least 1).
     pub fn new(max: usize) -> Self {
@@ -122,7 +123,7 @@ mod tests {
         let mut small: &[u8] = b"r\n";
         assert_eq!(buf.read_from(&mut small).await.unwrap(), b"r\n");
         assert_eq!(buf.read_from(&mut small).await.unwrap(), b"");
-        assert_eq!(buf.capacity(), PumpBuffer::START);
+        assert_eq!(buf.capacity(), 256);
 
         let bulk = vec![7u8; 1024 * 1024];
         let mut from: &[u8] = &bulk;
@@ -138,7 +139,7 @@ mod tests {
         }
         assert_eq!(total, bulk.len());
         assert_eq!(buf.capacity(), PUMP_BUFFER);
-        assert_eq!(&sizes[..5], &[1024, 4096, 16384, 65536, 65536]);
+        assert_eq!(&sizes[..6], &[256, 1024, 4096, 16384, 65536, 65536]);
     }
 
     #[tokio::test]

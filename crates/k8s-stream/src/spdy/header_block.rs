@@ -96,11 +96,30 @@ fn push_stored_block(bytes: &[u8], dst: &mut Vec<u8>) {
     dst.extend_from_slice(bytes);
 }
 
+/// deflate's window: the farthest back a compressed block may refer.
+const WINDOW: usize = 32 * 1024;
+/// The bytes that end a sync flush (the empty stored block's LEN and NLEN).
+const SYNC_FLUSH_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
 /// The decompressing side of one connection direction.
+///
+/// An inflater costs ~45 KiB (its state and 32 KiB window), held for the connection's whole
+/// life although an exec session receives a handful of header blocks at its start. Since every
+/// block ends with a sync flush, the stream is at a deflate block boundary between blocks, and
+/// all an inflater carries across that boundary is its window: the last 32 KiB of output
+/// (the dictionary included). So between blocks we keep only the output since the dictionary
+/// (bytes, not KiB, for exec) and make a raw inflater for each block, primed with that window
+/// as its dictionary. A block that does not end with the sync flush's bytes keeps its inflater
+/// live for the next one, as a single long-lived inflater would behave.
 pub struct HeaderDecoder {
-    decompress: Decompress,
+    /// The zlib stream's inflater while a block is being read, or across blocks when the last
+    /// one did not end at a sync flush. `None` before the first block and between blocks.
+    inflater: Option<Decompress>,
+    /// The zlib header (which only the first block carries) has been read.
+    started: bool,
+    /// The last [`WINDOW`] bytes of decompressed output (what follows the dictionary).
+    history: Vec<u8>,
     max_decompressed: usize,
-    plain: Vec<u8>,
 }
 
 impl Default for HeaderDecoder {
@@ -113,61 +132,111 @@ impl HeaderDecoder {
     /// A decoder that refuses blocks decompressing to more than `max_decompressed` bytes.
     pub fn new(max_decompressed: usize) -> Self {
         HeaderDecoder {
-            decompress: Decompress::new(true),
+            inflater: None,
+            started: false,
+            history: Vec::new(),
             max_decompressed,
-            plain: Vec::new(),
         }
+    }
+
+    /// Whether an inflater is held between blocks (only after a block that did not end with a
+    /// sync flush).
+    pub fn holds_inflater(&self) -> bool {
+        self.inflater.is_some()
     }
 
     /// Decompresses one block (exactly the bytes of one frame's header block) and parses it.
     pub fn decode(&mut self, block: &[u8]) -> Result<Vec<(String, String)>, HeaderBlockError> {
-        let mut plain = std::mem::take(&mut self.plain);
-        plain.clear();
-        let result = self
-            .inflate(block, &mut plain)
-            .and_then(|()| parse_name_value_block(&plain));
-        self.plain = plain;
-        result
+        let mut plain = Vec::new();
+        self.inflate(block, &mut plain)?;
+        parse_name_value_block(&plain)
     }
 
     /// Appends the decompressed bytes of `block` to `out`.
     pub fn inflate(&mut self, block: &[u8], out: &mut Vec<u8>) -> Result<(), HeaderBlockError> {
         let start = out.len();
-        let mut consumed = 0;
-        loop {
-            let room = (block.len() * 4).clamp(256, 64 * 1024);
-            out.reserve(room);
-            let before_in = self.decompress.total_in();
-            let before_out = self.decompress.total_out();
-            let status =
-                self.decompress
-                    .decompress_vec(&block[consumed..], out, FlushDecompress::Sync);
-            consumed += (self.decompress.total_in() - before_in) as usize;
-            let produced = self.decompress.total_out() - before_out;
-            match status {
-                Ok(Status::StreamEnd) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => match e.needs_dictionary() {
-                    Some(DICTIONARY_ADLER32) => {
-                        self.decompress
-                            .set_dictionary(DICTIONARY)
-                            .map_err(|e| HeaderBlockError::Zlib(e.to_string()))?;
-                        continue;
-                    }
-                    Some(other) => return Err(HeaderBlockError::WrongDictionary(other)),
-                    None => return Err(HeaderBlockError::Zlib(e.to_string())),
-                },
-            }
-            if out.len() - start > self.max_decompressed {
-                return Err(HeaderBlockError::TooLarge(self.max_decompressed));
-            }
-            if consumed == block.len() && out.len() < out.capacity() {
-                return Ok(());
-            }
-            if produced == 0 && consumed == block.len() {
-                // Output space left, no input, no progress: the block ended mid-stream.
-                return Err(HeaderBlockError::Truncated);
-            }
+        let mut decompress = match self.inflater.take() {
+            Some(live) => live,
+            // The first block starts the zlib stream (header, then the dictionary request).
+            None if !self.started => Decompress::new(true),
+            None => self.resume()?,
+        };
+        self.started = true;
+        inflate_block(&mut decompress, block, out, self.max_decompressed)?;
+        self.remember(&out[start..]);
+        if !block.ends_with(&SYNC_FLUSH_TAIL) {
+            self.inflater = Some(decompress);
+        }
+        Ok(())
+    }
+
+    /// A raw inflater that carries on the stream after a sync flush: its window is the
+    /// dictionary followed by the output so far, as the stream's own inflater's would be.
+    fn resume(&self) -> Result<Decompress, HeaderBlockError> {
+        let mut decompress = Decompress::new_with_window_bits(false, 15);
+        let from_dictionary = WINDOW
+            .saturating_sub(self.history.len())
+            .min(DICTIONARY.len());
+        let mut window = Vec::with_capacity(from_dictionary + self.history.len());
+        window.extend_from_slice(&DICTIONARY[DICTIONARY.len() - from_dictionary..]);
+        window.extend_from_slice(&self.history);
+        decompress
+            .set_dictionary(&window)
+            .map_err(|e| HeaderBlockError::Zlib(e.to_string()))?;
+        Ok(decompress)
+    }
+
+    /// Adds a block's output to the window kept between blocks.
+    fn remember(&mut self, output: &[u8]) {
+        let output = &output[output.len().saturating_sub(WINDOW)..];
+        let keep = WINDOW - output.len();
+        if self.history.len() > keep {
+            self.history.drain(..self.history.len() - keep);
+        }
+        self.history.extend_from_slice(output);
+    }
+}
+
+/// Runs `decompress` over exactly the bytes of one header block, appending the output to `out`.
+fn inflate_block(
+    decompress: &mut Decompress,
+    block: &[u8],
+    out: &mut Vec<u8>,
+    max_decompressed: usize,
+) -> Result<(), HeaderBlockError> {
+    let start = out.len();
+    let mut consumed = 0;
+    loop {
+        let room = (block.len() * 4).clamp(256, 64 * 1024);
+        out.reserve(room);
+        let before_in = decompress.total_in();
+        let before_out = decompress.total_out();
+        let status = decompress.decompress_vec(&block[consumed..], out, FlushDecompress::Sync);
+        consumed += (decompress.total_in() - before_in) as usize;
+        let produced = decompress.total_out() - before_out;
+        match status {
+            Ok(Status::StreamEnd) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => match e.needs_dictionary() {
+                Some(DICTIONARY_ADLER32) => {
+                    decompress
+                        .set_dictionary(DICTIONARY)
+                        .map_err(|e| HeaderBlockError::Zlib(e.to_string()))?;
+                    continue;
+                }
+                Some(other) => return Err(HeaderBlockError::WrongDictionary(other)),
+                None => return Err(HeaderBlockError::Zlib(e.to_string())),
+            },
+        }
+        if out.len() - start > max_decompressed {
+            return Err(HeaderBlockError::TooLarge(max_decompressed));
+        }
+        if consumed == block.len() && out.len() < out.capacity() {
+            return Ok(());
+        }
+        if produced == 0 && consumed == block.len() {
+            // Output space left, no input, no progress: the block ended mid-stream.
+            return Err(HeaderBlockError::Truncated);
         }
     }
 }

@@ -28,7 +28,7 @@ pub(crate) const MAX_UNWRITTEN_FRAMES: u64 = 1024;
 
 /// Read buffer headroom requested before each socket read: it starts small, so an idle
 /// session holds little, and grows fourfold whenever a read fills it, up to the largest.
-const READ_CHUNK_FIRST: usize = 4 * 1024;
+const READ_CHUNK_FIRST: usize = 1024;
 const READ_CHUNK: usize = 256 * 1024;
 
 pub(crate) async fn run<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut rd: R) {
