@@ -68,6 +68,17 @@ fn quick_bench_writes_every_path_and_the_plots() {
         );
     }
     assert!(stdout.contains("CPU ms per GiB moved"), "{stdout}");
+    // Setup split exec by exec from the hops' logs: runc's part and the rest.
+    let split = &json["setup_without_runc"]["apiserver-ws"];
+    number(&split["runc_ms"]["p50"], "apiserver-ws runc_ms.p50");
+    number(
+        &split["without_runc_ms"]["p50"],
+        "apiserver-ws without_runc_ms.p50",
+    );
+    assert!(
+        split["samples"].as_u64() >= Some(10),
+        "most samples found in the logs: {split}"
+    );
     // containerd's counterparts, measured in the same run where containerd is installed
     // (issue #9; their stdin figure is not asserted: see docs/labs/containerd.md).
     if execlab::containerd::installed() {

@@ -73,8 +73,9 @@ async fn finish(mut session: Session) -> Result<u64, MeasureError> {
     Ok(n)
 }
 
-/// One `echo`: time from the request to the first stdout byte.
-pub async fn setup_latency(dialer: &Dialer) -> Result<Duration, MeasureError> {
+/// One `echo`: time from the request to the first stdout byte, and the session id the hops
+/// logged it under.
+pub async fn setup_latency(dialer: &Dialer) -> Result<(Duration, String), MeasureError> {
     within("an echo exec", SHORT, async {
         let started = Instant::now();
         let mut session = dialer.open(&ExecCommand::argv(&["echo", "hi"])).await?;
@@ -84,8 +85,9 @@ pub async fn setup_latency(dialer: &Dialer) -> Result<Duration, MeasureError> {
         if n == 0 {
             return Err(MeasureError::Unexpected("echo printed nothing".into()));
         }
+        let id = session.session.clone();
         finish(session).await?;
-        Ok(elapsed)
+        Ok((elapsed, id))
     })
     .await
 }

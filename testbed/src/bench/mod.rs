@@ -9,6 +9,7 @@
 //! its own for the other kubelet path. Labs the bench starts log the shim into `logs/`, and their
 //! logs are kept under `OUT/lab-*/logs` for `execlab trace`.
 
+pub mod breakdown;
 pub mod cli;
 pub mod client;
 pub mod cpu;
@@ -185,6 +186,7 @@ impl Progress {
 #[derive(Default)]
 struct Results {
     figures: BTreeMap<PathName, PathFigures>,
+    breakdowns: BTreeMap<PathName, breakdown::SetupBreakdown>,
     concurrency: Vec<ConcurrencyReport>,
     kubectl: BTreeMap<String, Percentiles>,
 }
@@ -290,6 +292,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     let build = build_kind(config);
     let report = report::assemble(
         &results.figures,
+        &results.breakdowns,
         loopback,
         results.concurrency,
         results.kubectl,
@@ -352,13 +355,14 @@ async fn measure_lab(
     // Setup latency, paths interleaved so drift hits them alike; two warm-up rounds first.
     let samples = config.setup_samples();
     let mut setup: BTreeMap<PathName, Vec<Duration>> = BTreeMap::new();
+    let mut sessions: BTreeMap<PathName, Vec<(Duration, String)>> = BTreeMap::new();
     progress.step(format!(
         "setup latency, {samples} × {}",
         names(dialers.iter().map(|d| d.0))
     ));
     for round in 0..samples + 2 {
         for (path, dialer) in &dialers {
-            let elapsed =
+            let (elapsed, session) =
                 measure::setup_latency(dialer)
                     .await
                     .map_err(|source| BenchError::Measure {
@@ -368,7 +372,15 @@ async fn measure_lab(
                     })?;
             if round >= 2 {
                 setup.entry(*path).or_default().push(elapsed);
+                sessions.entry(*path).or_default().push((elapsed, session));
             }
+        }
+    }
+    // Each sample's runc part, from the hops' logs (the bench's own runc path has none).
+    let logged = crate::trace::events::group_by_session(crate::trace::load_events(dir));
+    for (path, samples) in &sessions {
+        if let Some(split) = breakdown::split(&logged, samples) {
+            results.breakdowns.insert(*path, split);
         }
     }
 
