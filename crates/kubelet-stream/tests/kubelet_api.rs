@@ -379,14 +379,10 @@ async fn exited_container_is_recreated_with_the_next_attempt() {
     let tls = lab.pki.client(Some(&lab.pki.apiserver));
     let before = wait_running(&kubelet, tls.clone()).await;
     runtime.runtime.exit_all_containers();
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while runtime.runtime.container_count() < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "container never recreated"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    runtime
+        .runtime
+        .wait_containers(2, "container never recreated")
+        .await;
     let after = wait_running(&kubelet, tls).await;
     let status =
         |list: &serde_json::Value| list["items"][0]["status"]["containerStatuses"][0].clone();
@@ -410,14 +406,10 @@ async fn container_in_a_new_sandbox_takes_the_next_attempt() {
     let tls = lab.pki.client(Some(&lab.pki.apiserver));
     wait_running(&kubelet, tls.clone()).await;
     runtime.runtime.lose_all_sandboxes();
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while runtime.runtime.container_count() < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "container never recreated in a new sandbox"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    runtime
+        .runtime
+        .wait_containers(2, "container never recreated in a new sandbox")
+        .await;
     assert_eq!(runtime.runtime.sandbox_count(), 2);
     assert_eq!(runtime.runtime.container_attempts(), [0, 1]);
     let after = wait_running(&kubelet, tls).await;
@@ -455,14 +447,10 @@ async fn the_container_found_once_is_used_until_the_runtime_refuses_it() {
     assert_eq!(runtime.runtime.lookups_at_exec(), [1, 1]);
 
     runtime.runtime.exit_all_containers();
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while runtime.runtime.container_count() < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "container never recreated"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    runtime
+        .runtime
+        .wait_containers(2, "container never recreated")
+        .await;
     wait_running(&kubelet, tls.clone()).await;
     exec().await;
     let execs = runtime.runtime.exec_requests();

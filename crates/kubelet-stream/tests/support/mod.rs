@@ -83,6 +83,15 @@ impl FakeRuntime {
         self.lock().containers.len()
     }
 
+    /// Waits (bounded by [`LIMIT`]) until `n` containers were created; `what` names the wait.
+    pub async fn wait_containers(&self, n: usize, what: &str) {
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        while self.container_count() < n {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Marks every container exited (as if its process died).
     pub fn exit_all_containers(&self) {
         for c in &mut self.lock().containers {
