@@ -70,11 +70,7 @@ fn one_context_per_direction_across_blocks() {
         enc.encode(set.iter().copied(), &mut block).unwrap();
         sizes.push(block.len());
         let got = dec.decode(&block).unwrap();
-        let want: Vec<(String, String)> = set
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
-        assert_eq!(got, want);
+        assert_eq!(got, owned(set));
     }
     // Later blocks reuse the shared context (no zlib header, back-references): smaller.
     assert!(sizes[1] < sizes[0], "{sizes:?}");
@@ -174,11 +170,7 @@ fn decoder_keeps_no_inflater_between_sync_flushed_blocks() {
             );
         }
         let got = dec.decode(&block).unwrap();
-        let want: Vec<(String, String)> = set
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
-        assert_eq!(got, want);
+        assert_eq!(got, owned(set));
         assert!(
             !dec.holds_inflater(),
             "an idle decoder holds only its history"
@@ -267,4 +259,11 @@ fn wrong_dictionary_is_refused() {
         HeaderDecoder::default().decode(&block).unwrap_err(),
         HeaderBlockError::WrongDictionary(1)
     );
+}
+
+/// A header set as the decoder returns it.
+fn owned(set: &[(&str, &str)]) -> Vec<(String, String)> {
+    set.iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
 }
