@@ -76,13 +76,14 @@ pub async fn serve(
         }
     };
     let exec_opts = exec_options(opts);
-    // The kubelet is dialled now, while the client's 101 goes out and its WebSocket is set up
-    // (upstream does one after the other): the slower of the two sets the session's start. If
-    // the client's side fails first, dropping the handle cuts the dial or the opened session.
-    // In a task of its own, the dial's TLS and HTTP handshakes also take memory only while
+    // The kubelet is dialled and upgraded now, while the client's 101 goes out and its
+    // WebSocket is set up (upstream does one after the other): the slower of the two sets the
+    // session's start. The exec's streams are opened only once the client's side is up, so a
+    // client that fails its upgrade never gets a process started (dropping the handle cuts the
+    // dial). In a task of its own, the dial's TLS and HTTP handshakes take memory only while
     // they run.
     let backend = AbortOnDropHandle::new(tokio::spawn(
-        dial_kubelet(kubelet_url, tls, traceparent.child(), exec_opts.clone()).in_current_span(),
+        dial_kubelet(kubelet_url, tls, traceparent.child()).in_current_span(),
     ));
     let session = translated_session(
         client_upgrade,
@@ -104,7 +105,7 @@ async fn translated_session(
     client_upgrade: OnUpgrade,
     protocol: StreamProtocol,
     exec_opts: ExecOptions,
-    backend: AbortOnDropHandle<Result<ClientStreams, ExecError>>,
+    backend: AbortOnDropHandle<Result<KubeletConnection, ExecError>>,
     mut session: metrics::OpenSession,
 ) {
     let io = match client_upgrade.await {
@@ -127,9 +128,11 @@ async fn translated_session(
         }
     };
     let backend = Box::pin(async {
-        let dialled = backend
-            .await
-            .unwrap_or_else(|join| Err(ExecError::Other(join.to_string())));
+        let dialled = match backend.await {
+            Ok(Ok(kubelet)) => kubelet.open_streams(&exec_opts).await,
+            Ok(Err(err)) => Err(err),
+            Err(join) => Err(ExecError::Other(join.to_string())),
+        };
         if dialled.is_ok() {
             session.set_up();
         }
@@ -153,14 +156,27 @@ async fn translated_session(
     }
 }
 
-/// Opens the SPDY exec session to the kubelet (following one redirect), as client-go's SPDY
+/// The kubelet's connection once it switched to SPDY, before any stream is opened (opening
+/// them lets the runtime start the process).
+pub struct KubeletConnection {
+    io: hop_kit::UpgradedIo,
+    version: ProtocolVersion,
+}
+
+impl KubeletConnection {
+    /// Opens the exec's streams, as client-go's SPDY executor does once upgraded.
+    pub async fn open_streams(self, opts: &ExecOptions) -> Result<ClientStreams, ExecError> {
+        exec::connect(self.io, StreamProtocol::Spdy(self.version), opts).await
+    }
+}
+
+/// Dials the kubelet and upgrades to SPDY (following one redirect), as client-go's SPDY
 /// executor would.
 pub async fn dial_kubelet(
     url: Url,
     tls: Arc<ClientConfig>,
     traceparent: hop_kit::TraceParent,
-    opts: ExecOptions,
-) -> Result<ClientStreams, ExecError> {
+) -> Result<KubeletConnection, ExecError> {
     let mut headers = spdy_request_headers(&ProtocolVersion::NEWEST_FIRST);
     headers.insert(hop_kit::TRACEPARENT, traceparent.header_value());
     let request =
@@ -176,7 +192,7 @@ pub async fn dial_kubelet(
         hop_kit::UpgradeOutcome::Switched { response, io } => {
             let version = validate_spdy_response(response.status, &response.headers, b"")?;
             tracing::info!(event = "upgrade", %version, "kubelet switched protocols");
-            exec::connect(io, StreamProtocol::Spdy(version), &opts).await
+            Ok(KubeletConnection { io, version })
         }
         hop_kit::UpgradeOutcome::Refused { response, body } => {
             tracing::info!(status = %response.status, body = %String::from_utf8_lossy(&body).trim(), "kubelet refused the upgrade");
@@ -219,12 +235,7 @@ mod tests {
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth();
         let url = Url::parse("https://127.0.0.1:10250/exec/ns/pod/c").expect("url");
-        let dial = dial_kubelet(
-            url,
-            Arc::new(tls),
-            hop_kit::TraceParent::new_root(),
-            ExecOptions::default(),
-        );
+        let dial = dial_kubelet(url, Arc::new(tls), hop_kit::TraceParent::new_root());
         let session = translated_session(
             hyper::upgrade::on(&mut request),
             StreamProtocol::WebSocket(k8s_stream::remotecommand::WsProtocol::V5Channel),
