@@ -302,10 +302,14 @@ impl IdleSessions {
 
 /// Opens `n` sessions running `cat` (each says `r` first), keeps them idle, measures each hop's
 /// RSS, then ends them all (stdin EOF).
+///
+/// `hold` keeps them open that much longer after the measurement, to inspect the hops
+/// (heaptrack, `/proc/PID/smaps_rollup`).
 pub async fn idle_sessions(
     dialer: Arc<Dialer>,
     n: usize,
     pids: &[(Hop, u32)],
+    hold: Duration,
 ) -> Result<IdleSessions, MeasureError> {
     let limit = Duration::from_secs(120) + Duration::from_millis(200) * n as u32;
     let rss_before = rss_per_hop(pids);
@@ -352,6 +356,7 @@ pub async fn idle_sessions(
     // Let allocations settle before reading the RSS.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_open = rss_per_hop(pids);
+    tokio::time::sleep(hold).await;
     close_all(sessions).await;
     if let Some(e) = failure {
         return Err(e);

@@ -442,7 +442,7 @@ async fn measure_lab(
     for &n in config.levels() {
         progress.step(format!("{n} concurrent idle sessions ({chain})"));
         let pids = target.hop_pids();
-        let idle = measure::idle_sessions(dialer.clone(), n, &pids)
+        let idle = measure::idle_sessions(dialer.clone(), n, &pids, Duration::ZERO)
             .await
             .map_err(|source| BenchError::Measure {
                 path: chain.name().into(),
