@@ -272,9 +272,8 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     }
 
     // containerd's counterparts, in the same run (issue #9).
-    if !PathName::CONTAINERD.into_iter().any(|p| config.wants(p)) {
-        // Not asked for.
-    } else if crate::containerd::installed() {
+    let containerd_wanted = PathName::CONTAINERD.into_iter().any(|p| config.wants(p));
+    if containerd_wanted && crate::containerd::installed() {
         progress.step("starting a lab (--runtime containerd)".into());
         measure_own_lab(
             config,
@@ -284,7 +283,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
             (false, LabRuntime::Containerd),
         )
         .await?;
-    } else {
+    } else if containerd_wanted {
         progress.note("containerd not installed: no containerd-cri/containerd-chain".into());
     }
 
@@ -354,8 +353,8 @@ async fn measure_lab(
 
     // Setup latency, paths interleaved so drift hits them alike; two warm-up rounds first.
     let samples = config.setup_samples();
-    let mut setup: BTreeMap<PathName, Vec<Duration>> = BTreeMap::new();
-    let mut sessions: BTreeMap<PathName, Vec<(Duration, String)>> = BTreeMap::new();
+    // Each path's samples: setup time and the session id the hops logged it under.
+    let mut setup: BTreeMap<PathName, Vec<(Duration, String)>> = BTreeMap::new();
     progress.step(format!(
         "setup latency, {samples} × {}",
         names(dialers.iter().map(|d| d.0))
@@ -371,14 +370,13 @@ async fn measure_lab(
                         source,
                     })?;
             if round >= 2 {
-                setup.entry(*path).or_default().push(elapsed);
-                sessions.entry(*path).or_default().push((elapsed, session));
+                setup.entry(*path).or_default().push((elapsed, session));
             }
         }
     }
     // Each sample's runc part, from the hops' logs (the bench's own runc path has none).
     let logged = crate::trace::events::group_by_session(crate::trace::load_events(dir));
-    for (path, samples) in &sessions {
+    for (path, samples) in &setup {
         if let Some(split) = breakdown::split(&logged, samples) {
             results.breakdowns.insert(*path, split);
         }
@@ -409,7 +407,8 @@ async fn measure_lab(
             ),
             false => None,
         };
-        let setup_ms = Percentiles::of(setup.get(path).map_or(&[][..], Vec::as_slice))
+        let times: Vec<Duration> = setup.get(path).into_iter().flatten().map(|s| s.0).collect();
+        let setup_ms = Percentiles::of(&times)
             .ok_or_else(|| BenchError::Lab(format!("{path}: no setup samples")))?;
         progress.note(format!(
             "{path:<17} setup p50 {:>7.2} ms  stdout {stdout_mb_s:>7.0} MB/s  stdin {stdin_mb_s:>7.0} MB/s",
