@@ -304,6 +304,9 @@ impl ServerTls {
         let mut config =
             builder.with_single_cert(serving.cert_chain, (*serving.key).clone_key())?;
         config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+        // One TLS 1.3 session ticket per handshake, as Go's crypto/tls server sends: enough
+        // for a client to resume, and each one costs a stored session and a record.
+        config.send_tls13_tickets = 1;
         Ok(Self {
             config: Arc::new(config),
             client_ca: verifier,
