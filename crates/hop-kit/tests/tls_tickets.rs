@@ -1,7 +1,7 @@
 //! A hop's TLS server hands out one TLS 1.3 session ticket per handshake, as Go's crypto/tls
 //! server does (`src/crypto/tls/handshake_server_tls13.go`, `sendSessionTickets`: one per
-//! connection; rustls' default is two): a client that resumes
-//! needs no more, and each one costs the server a stored session and a record on the wire.
+//! connection; rustls' default is two). A client that resumes needs no more, and each one costs
+//! the server a stored session and a record on the wire.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
