@@ -7,7 +7,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::error::{log_tail, LabError};
 use crate::kubeconfig::{CONTEXT_JANE, CONTEXT_VIEWER};
@@ -133,11 +133,36 @@ fn lab_config(args: &UpArgs, progress: ProgressMode) -> LabConfig {
     config
 }
 
+/// The signals that stop a foreground command: Ctrl-C, SIGTERM, and SIGHUP (a closed terminal
+/// must not leave the hops running: they have their own process groups).
+pub struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl StopSignals {
+    pub fn new() -> Result<Self, LabError> {
+        let listen = |kind| signal(kind).map_err(LabError::Signals);
+        Ok(Self {
+            interrupt: listen(SignalKind::interrupt())?,
+            terminate: listen(SignalKind::terminate())?,
+            hangup: listen(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next of them.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+            _ = self.hangup.recv() => {}
+        }
+    }
+}
+
 async fn up_foreground(args: &UpArgs) -> Result<ExitCode, LabError> {
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(LabError::Signals)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(LabError::Signals)?;
-    // A closed terminal must not leave the hops running (they have their own process groups).
-    let mut hangup = signal(SignalKind::hangup()).map_err(LabError::Signals)?;
+    let mut signals = StopSignals::new()?;
     let config = lab_config(args, ProgressMode::Stderr);
     eprintln!(
         "execlab: starting a lab in {}",
@@ -147,17 +172,13 @@ async fn up_foreground(args: &UpArgs) -> Result<ExitCode, LabError> {
     // stops what it started.
     let mut lab = tokio::select! {
         lab = Lab::start(config) => lab?,
-        _ = interrupt.recv() => return Ok(interrupted_while_starting()),
-        _ = terminate.recv() => return Ok(interrupted_while_starting()),
-        _ = hangup.recv() => return Ok(interrupted_while_starting()),
+        () = signals.recv() => return Ok(interrupted_while_starting()),
     };
     println!("{}", ready_message(&lab, false));
     let mut reported_exit = false;
     loop {
         tokio::select! {
-            _ = interrupt.recv() => break,
-            _ = terminate.recv() => break,
-            _ = hangup.recv() => break,
+            () = signals.recv() => break,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 if let Err(e) = lab.check_running() {
                     if !reported_exit {

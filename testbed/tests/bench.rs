@@ -121,4 +121,119 @@ fn quick_bench_writes_every_path_and_the_plots() {
         leftovers.is_empty(),
         "bench labs left processes: {leftovers:?}"
     );
+    an_interrupted_bench_leaves_nothing_behind();
+}
+
+/// Ctrl-C while the bench runs: it exits 130 and its labs' processes, its FIFO dir and its labs'
+/// dirs on the tmpfs are gone. (Run after the full quick bench, not beside it: both would make
+/// bench FIFO dirs at once.)
+fn an_interrupted_bench_leaves_nothing_behind() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::Instant;
+
+    // Only a bench makes these; other tests' labs make other /dev/shm dirs meanwhile.
+    let fifo_dirs = || -> Vec<String> {
+        std::fs::read_dir("/dev/shm")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("execlab-bench-fifos-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = fifo_dirs();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_execlab"))
+        .args(["bench", "--quick", "--kubectl", "none", "--out"])
+        .arg(tmp.path().join("out"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn execlab bench");
+    let pid = child.id();
+    // Wait until the first lab is up and being measured.
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut lines = stderr.lines();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the bench never started measuring"
+        );
+        match lines.next() {
+            Some(Ok(line)) if line.contains("setup latency") => break,
+            Some(Ok(_)) => {}
+            _ => panic!("the bench ended before measuring"),
+        }
+    }
+    // Every process under the bench: its labs' hops and shims.
+    let descendants: Vec<u32> = execlab::procfs::processes()
+        .into_iter()
+        .map(|p| p.pid)
+        .filter(|&p| {
+            let mut at = p;
+            for _ in 0..16 {
+                match execlab::procfs::parent_pid(at) {
+                    Some(parent) if parent == pid => return true,
+                    Some(parent) if parent > 1 => at = parent,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .collect();
+    assert!(!descendants.is_empty(), "no lab processes under the bench");
+    // The labs' dirs on the tmpfs, from the lab dirs (`/tmp/execlab-bench-*/lab`) the hops name.
+    let lab_roots: std::collections::BTreeSet<std::path::PathBuf> = descendants
+        .iter()
+        .filter_map(|&p| execlab::procfs::cmdline(p))
+        .flatten()
+        .filter_map(|arg| {
+            let start = arg.find("/tmp/execlab-bench-")?;
+            let rest = &arg[start..];
+            let end = rest.find("/lab")? + "/lab".len();
+            let layout =
+                execlab::layout::LabLayout::new(std::path::Path::new(&rest[..end])).ok()?;
+            Some(layout.volatile_root())
+        })
+        .collect();
+    assert!(
+        !lab_roots.is_empty(),
+        "no lab dir named by the lab processes"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    // The rest of stderr, read aside so a stuck bench cannot block the test.
+    let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the bench did not stop within 60 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let rest = reader.join().unwrap_or_default();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    let alive: Vec<u32> = descendants
+        .into_iter()
+        .filter(|&p| execlab::procfs::is_alive(p))
+        .collect();
+    assert!(alive.is_empty(), "left running: {alive:?}");
+    let left: Vec<String> = fifo_dirs()
+        .into_iter()
+        .filter(|e| !before.contains(e))
+        .collect();
+    assert!(left.is_empty(), "bench FIFO dir left in /dev/shm: {left:?}");
+    let roots_left: Vec<_> = lab_roots.iter().filter(|r| r.exists()).collect();
+    assert!(roots_left.is_empty(), "lab dirs left: {roots_left:?}");
 }

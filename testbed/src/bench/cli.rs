@@ -47,7 +47,16 @@ pub async fn bench_command(args: &BenchArgs) -> Result<ExitCode, LabError> {
             .filter(|p| p.is_file())
             .map(Path::to_path_buf),
     };
-    match run(&config).await {
+    // A signal drops the run, and with it the labs and temp dirs it made, which clean up.
+    let mut signals = crate::cli::StopSignals::new()?;
+    let outcome = tokio::select! {
+        outcome = run(&config) => outcome,
+        () = signals.recv() => {
+            eprintln!("execlab: bench interrupted; the labs it started are stopped and removed");
+            return Ok(ExitCode::from(130));
+        }
+    };
+    match outcome {
         Ok(report) => {
             print!("{}", report.table());
             println!(
