@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::stats::{round3, Percentiles};
+use super::stats::{median, round3, Percentiles};
 use crate::trace::events::{ms_since, TraceEvent};
 use crate::Hop;
 
@@ -109,26 +109,10 @@ pub fn split(
     steps.sort_by(|a, b| b.median_ms.total_cmp(&a.median_ms));
     Some(SetupBreakdown {
         samples: runc.len(),
-        runc_ms: rounded(Percentiles::of(&runc)?),
-        without_runc_ms: rounded(Percentiles::of(&rest)?),
+        runc_ms: Percentiles::of(&runc)?.rounded(),
+        without_runc_ms: Percentiles::of(&rest)?.rounded(),
         steps,
     })
-}
-
-fn rounded(p: Percentiles) -> Percentiles {
-    Percentiles {
-        p50: round3(p.p50),
-        p90: round3(p.p90),
-        p99: round3(p.p99),
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    v[(v.len() - 1) / 2]
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::stats::round3;
 use super::MIB;
 use crate::Hop;
 
@@ -148,6 +149,18 @@ impl CpuSnapshot {
 }
 
 impl CpuUse {
+    /// Every figure rounded to 3 decimals (for bench.json).
+    pub fn rounded(&self) -> Self {
+        Self {
+            ms_per_gib: self
+                .ms_per_gib
+                .iter()
+                .map(|(name, ms)| (name.clone(), round3(*ms)))
+                .collect(),
+            cores_busy: round3(self.cores_busy),
+        }
+    }
+
     /// The hop (not the client or the rest) that spends the most CPU per GiB.
     pub fn costliest_hop(&self) -> Option<(&str, f64)> {
         self.ms_per_gib

@@ -124,10 +124,10 @@ pub fn assemble(
         paths.insert(
             path.name().to_string(),
             PathReport {
-                setup_ms: rounded(f.setup_ms),
+                setup_ms: f.setup_ms.rounded(),
                 stdout_mb_s: round3(f.stdout_mb_s),
                 stdin_mb_s: round3(f.stdin_mb_s),
-                tty_rtt_ms: f.tty_rtt_ms.map(rounded),
+                tty_rtt_ms: f.tty_rtt_ms.map(Percentiles::rounded),
                 setup_ratio_to_floor: floor
                     .filter(|f| *f > 0.0)
                     .map_or(0.0, |fl| round3(f.setup_ms.p50 / fl)),
@@ -139,8 +139,8 @@ pub fn assemble(
                 } else {
                     0.0
                 },
-                stdout_cpu: rounded_cpu(&f.stdout_cpu),
-                stdin_cpu: rounded_cpu(&f.stdin_cpu),
+                stdout_cpu: f.stdout_cpu.rounded(),
+                stdin_cpu: f.stdin_cpu.rounded(),
             },
         );
     }
@@ -160,25 +160,6 @@ pub fn assemble(
         kubectl,
         concurrency,
         targets,
-    }
-}
-
-fn rounded_cpu(used: &CpuUse) -> CpuUse {
-    CpuUse {
-        ms_per_gib: used
-            .ms_per_gib
-            .iter()
-            .map(|(k, v)| (k.clone(), round3(*v)))
-            .collect(),
-        cores_busy: round3(used.cores_busy),
-    }
-}
-
-fn rounded(p: Percentiles) -> Percentiles {
-    Percentiles {
-        p50: round3(p.p50),
-        p90: round3(p.p90),
-        p99: round3(p.p99),
     }
 }
 

@@ -29,6 +29,24 @@ impl Percentiles {
             p99: nearest_rank(&ms, 99.0),
         })
     }
+
+    /// Each figure rounded to 3 decimals (for bench.json).
+    pub fn rounded(self) -> Self {
+        Self {
+            p50: round3(self.p50),
+            p90: round3(self.p90),
+            p99: round3(self.p99),
+        }
+    }
+}
+
+/// Nearest-rank median of `values` (milliseconds, say); 0 for none.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    nearest_rank(&values, 50.0)
 }
 
 /// Nearest-rank percentile of sorted, non-empty `sorted`.
