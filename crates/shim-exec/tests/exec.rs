@@ -132,7 +132,7 @@ async fn exec_streams_exit_codes_and_errors() {
     shim.delete_exec(CTR, "e3").await;
 
     // stdin through a FIFO, ended by the writer closing; then CloseIO on a second one.
-    let (inp, out) = (lab.fifo("e4.in"), lab.fifo("e4.out"));
+    let (inp, out) = lab.stdio_fifos("e4");
     let out_r = read_fifo(&out);
     let req4 = Shim::exec_request(CTR, "e4", &["cat"], false, [&inp, &out, Path::new("")]);
     shim.exec_and_start(&req4).await;
@@ -143,7 +143,7 @@ async fn exec_streams_exit_codes_and_errors() {
     assert_eq!(out_r.join().expect("out"), b"hello stdin\n");
     shim.delete_exec(CTR, "e4").await;
 
-    let (inp, out) = (lab.fifo("e5.in"), lab.fifo("e5.out"));
+    let (inp, out) = lab.stdio_fifos("e5");
     let out_r = read_fifo(&out);
     let req5 = Shim::exec_request(CTR, "e5", &["cat"], false, [&inp, &out, Path::new("")]);
     shim.exec_and_start(&req5).await;
@@ -174,10 +174,7 @@ async fn exec_streams_exit_codes_and_errors() {
     // round lost the FIFO's tail with probability 1/2.
     for round in 0..6 {
         let exec_id = format!("e5b{round}");
-        let (inp, out) = (
-            lab.fifo(&format!("{exec_id}.in")),
-            lab.fifo(&format!("{exec_id}.out")),
-        );
+        let (inp, out) = lab.stdio_fifos(&exec_id);
         let out_r = read_fifo(&out);
         let req = Shim::exec_request(
             CTR,

@@ -15,7 +15,7 @@ async fn tty_exec_sees_resize() {
     let mut shim = lab.start_shim("pod-tty", None).await;
     shim.run_sleeper(&lab, "ctr-tty").await;
 
-    let (inp, out) = (lab.fifo("t.in"), lab.fifo("t.out"));
+    let (inp, out) = lab.stdio_fifos("t");
     let out_r = read_fifo(&out);
     let req = Shim::exec_request(
         "ctr-tty",
@@ -174,10 +174,7 @@ async fn stdin_written_after_the_exit_is_taken_until_delete() {
     shim.run_sleeper(&lab, "ctr-late").await;
     for terminal in [true, false] {
         let exec_id = format!("late-{terminal}");
-        let (inp, out) = (
-            lab.fifo(&format!("{exec_id}.in")),
-            lab.fifo(&format!("{exec_id}.out")),
-        );
+        let (inp, out) = lab.stdio_fifos(&exec_id);
         let out_r = read_fifo(&out);
         let req = Shim::exec_request(
             "ctr-late",

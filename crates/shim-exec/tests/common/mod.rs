@@ -159,6 +159,14 @@ impl Lab {
         nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
         p
     }
+
+    /// An exec's stdin and stdout FIFOs, `ID.in` and `ID.out`.
+    pub fn stdio_fifos(&self, exec_id: &str) -> (PathBuf, PathBuf) {
+        (
+            self.fifo(&format!("{exec_id}.in")),
+            self.fifo(&format!("{exec_id}.out")),
+        )
+    }
 }
 
 pub struct Shim {
