@@ -5,6 +5,8 @@ use clap::Parser;
 use execlab::cli::{run, Cli};
 
 fn main() -> ExitCode {
+    // The bench client moves GiBs through the same stream code as the hops.
+    hop_kit::heap::retain_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EXECLAB_LOG")

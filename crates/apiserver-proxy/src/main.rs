@@ -51,6 +51,7 @@ struct Flags {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    hop_kit::heap::retain_freed_memory();
     let flags = Flags::parse();
     flags.observe.start("apiserver-proxy").await?;
     let config = ProxyConfig {

@@ -61,6 +61,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    hop_kit::heap::retain_freed_memory();
     let args = Args::parse();
     args.observe.start("cri-streaming").await?;
     let listen = parse_unix_endpoint(&args.listen).map_err(anyhow::Error::msg)?;

@@ -2,11 +2,12 @@
 //! ([`tls`]), the HTTP upgrade client and byte splice ([`upgrade`]) with Go's wording for an
 //! answer that is not HTTP ([`response_head`]), `--addr-file` writing ([`addr_file`]), the
 //! exec-session id carried in `traceparent` ([`session_id`]), tracing setup ([`logging`]),
-//! Prometheus metrics ([`metrics`]), the OTLP span exporter ([`otlp`]), and the flags that set
-//! those up in every hop ([`observe`]).
+//! Prometheus metrics ([`metrics`]), the OTLP span exporter ([`otlp`]), the flags that set
+//! those up in every hop ([`observe`]), and how much freed memory the allocator keeps ([`heap`]).
 
 pub mod accept;
 pub mod addr_file;
+pub mod heap;
 pub mod logging;
 pub mod metrics;
 pub mod observe;

@@ -95,6 +95,7 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    hop_kit::heap::retain_freed_memory();
     let args = Args::parse();
     args.observe.start("kubelet-stream").await?;
     kubelet_stream::run(args.into(), shutdown_signal())
