@@ -1,7 +1,8 @@
-//! What every network hop of execlab needs once: accepting TCP connections ([`accept`]), TLS loading and client-certificate identity
-//! ([`tls`]), the HTTP upgrade client and byte splice ([`upgrade`]) with Go's wording for an
-//! answer that is not HTTP ([`response_head`]), `--addr-file` writing ([`addr_file`]), the
-//! exec-session id carried in `traceparent` ([`session_id`]), tracing setup ([`logging`]),
+//! What every network hop of execlab needs once: accepting TCP connections ([`accept`]), TLS
+//! loading and client-certificate identity ([`tls`], each verified chain remembered:
+//! [`verified_chains`]), the HTTP upgrade client and byte splice ([`upgrade`]) with Go's wording
+//! for an answer that is not HTTP ([`response_head`]), `--addr-file` writing ([`addr_file`]),
+//! the exec-session id carried in `traceparent` ([`session_id`]), tracing setup ([`logging`]),
 //! Prometheus metrics ([`metrics`]), the OTLP span exporter ([`otlp`]), the flags that set
 //! those up in every hop ([`observe`]), and how much freed memory the allocator keeps ([`heap`]).
 
@@ -17,6 +18,7 @@ pub mod response_head;
 pub mod session_id;
 pub mod tls;
 pub mod upgrade;
+pub mod verified_chains;
 mod write_passthrough;
 
 pub use accept::accept;

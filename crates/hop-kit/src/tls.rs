@@ -28,6 +28,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::read_ahead::ReadAhead;
+use crate::verified_chains::VerifiedChains;
 
 /// ALPN protocol every hop speaks: upgrades (SPDY, WebSocket) only exist in HTTP/1.1.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
@@ -199,11 +200,13 @@ pub enum ClientCert {
 }
 
 /// Accepts any client certificate during the handshake (after checking the handshake
-/// signature against it) so that the HTTP layer can answer 401 for a bad one; the real
-/// chain verification is redone after the handshake by [`ServerTls::client_cert`].
+/// signature against it) so that the HTTP layer can answer 401 for a bad one. The verdict is
+/// given after the handshake by [`ServerTls::client_cert`]; a chain verified here is
+/// remembered ([`VerifiedChains`]), so that one is not verified twice.
 #[derive(Debug)]
 struct RequestClientCert {
     inner: Arc<dyn ClientCertVerifier>,
+    verified: Arc<VerifiedChains>,
 }
 
 impl ClientCertVerifier for RequestClientCert {
@@ -225,10 +228,15 @@ impl ClientCertVerifier for RequestClientCert {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        if let Err(err) = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)
-        {
+        let chain: Vec<CertificateDer<'_>> = std::iter::once(end_entity.clone())
+            .chain(intermediates.iter().cloned())
+            .collect();
+        let verdict = self.verified.verify(&chain, now, || {
+            self.inner
+                .verify_client_cert(end_entity, intermediates, now)
+                .map(|_| ())
+        });
+        if let Err(err) = verdict {
             tracing::debug!(error = %err, "client certificate not verified; left to the HTTP layer");
         }
         Ok(ClientCertVerified::assertion())
@@ -263,6 +271,7 @@ impl ClientCertVerifier for RequestClientCert {
 pub struct ServerTls {
     config: Arc<ServerConfig>,
     client_ca: Option<Arc<dyn ClientCertVerifier>>,
+    verified: Arc<VerifiedChains>,
 }
 
 impl fmt::Debug for ServerTls {
@@ -286,6 +295,7 @@ impl ServerTls {
         client_ca: Option<Vec<CertificateDer<'static>>>,
     ) -> Result<Self, TlsError> {
         let provider = provider();
+        let verified = Arc::new(VerifiedChains::default());
         let verifier = match client_ca {
             Some(ca) => {
                 let roots = Arc::new(root_store(ca, "client CA")?);
@@ -298,6 +308,7 @@ impl ServerTls {
         let builder = match &verifier {
             Some(inner) => builder.with_client_cert_verifier(Arc::new(RequestClientCert {
                 inner: inner.clone(),
+                verified: verified.clone(),
             })),
             None => builder.with_no_client_auth(),
         };
@@ -310,11 +321,18 @@ impl ServerTls {
         Ok(Self {
             config: Arc::new(config),
             client_ca: verifier,
+            verified,
         })
     }
 
     pub fn config(&self) -> Arc<ServerConfig> {
         self.config.clone()
+    }
+
+    /// How many client certificate chains were verified; a chain verified once is not verified
+    /// again until its leaf expires (see [`VerifiedChains`]).
+    pub fn chain_verifications(&self) -> u64 {
+        self.verified.verifications()
     }
 
     pub fn acceptor(&self) -> TlsAcceptor {
@@ -330,7 +348,14 @@ impl ServerTls {
         let Some(verifier) = &self.client_ca else {
             return ClientCert::Rejected("no client CA configured".into());
         };
-        if let Err(err) = verifier.verify_client_cert(end_entity, intermediates, UnixTime::now()) {
+        let chain = peer_certificates.unwrap_or_default();
+        let now = UnixTime::now();
+        let verdict = self.verified.verify(chain, now, || {
+            verifier
+                .verify_client_cert(end_entity, intermediates, now)
+                .map(|_| ())
+        });
+        if let Err(err) = verdict {
             return ClientCert::Rejected(go_tls_error_text(&err));
         }
         match PeerIdentity::from_certificate(end_entity) {

@@ -1,13 +1,16 @@
-//! A hop's TLS server hands out one TLS 1.3 session ticket per handshake, as Go's crypto/tls
-//! server does (`src/crypto/tls/handshake_server_tls13.go`, `sendSessionTickets`: one per
-//! connection; rustls' default is two). A client that resumes needs no more, and each one costs
-//! the server a stored session and a record on the wire.
+//! Sessions on a hop's TLS server, as Go's crypto/tls server keeps them
+//! (`src/crypto/tls/handshake_server_tls13.go`):
+//! - one TLS 1.3 session ticket per handshake (`sendSessionTickets`: one per connection;
+//!   rustls' default is two). A client that resumes needs no more, and each one costs the
+//!   server a stored session and a record on the wire;
+//! - a client certificate chain is verified once: a resumed session keeps the verdict of its
+//!   first handshake (`checkForResumption` restores the verified chains).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use hop_kit::test_pki::TestCa;
-use hop_kit::ServerTls;
+use hop_kit::{ClientCert, ServerTls};
 use rustls::client::{ClientSessionMemoryCache, ClientSessionStore, Resumption};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, NamedGroup, ServerConnection};
@@ -110,5 +113,36 @@ fn one_session_ticket_per_handshake_as_go_sends() {
         exchange(&mut client, &mut server);
         assert!(!client.is_handshaking() && !server.is_handshaking());
         assert_eq!(store.tickets.load(Ordering::SeqCst), handshake);
+    }
+}
+
+#[test]
+fn a_client_chain_is_verified_once_then_resumed_sessions_keep_the_verdict() {
+    let ca = TestCa::new("test-ca").expect("ca");
+    let serving = ca.issue_server(&["localhost"]).expect("server cert");
+    let tls =
+        ServerTls::new(serving.pem().expect("pem"), Some(vec![ca.cert_der()])).expect("server tls");
+    let identity = ca
+        .issue_client("kube-apiserver-kubelet-client", Some("system:masters"))
+        .expect("client cert");
+    let config =
+        hop_kit::tls::client_config(vec![ca.cert_der()], Some(identity.pem().expect("pem")))
+            .expect("client config");
+    for handshake in ["full", "resumed", "resumed"] {
+        let name = ServerName::try_from("localhost").expect("name");
+        let mut client = ClientConnection::new(config.clone(), name).expect("client");
+        let mut server = ServerConnection::new(tls.config()).expect("server");
+        exchange(&mut client, &mut server);
+        let resumed = client.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        assert_eq!(resumed, handshake == "resumed", "{handshake} handshake");
+        match tls.client_cert(server.peer_certificates()) {
+            ClientCert::Verified(who) => assert_eq!(who.user, "kube-apiserver-kubelet-client"),
+            other => panic!("{handshake} handshake: {other:?}"),
+        }
+        assert_eq!(
+            tls.chain_verifications(),
+            1,
+            "after a {handshake} handshake"
+        );
     }
 }
