@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
         kubelet_ca: flags.kubelet_ca,
         nodes: flags.nodes,
     };
-    apiserver_proxy::run(&config)
+    hop_kit::accept::on_worker(async move { apiserver_proxy::run(&config).await })
         .await
         .context("apiserver-proxy failed")
 }

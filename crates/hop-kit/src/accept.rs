@@ -1,5 +1,6 @@
 //! The accept step every hop's TCP listener shares.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,6 +25,28 @@ pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
+    }
+}
+
+/// Runs a hop's serving loop as a task on the runtime's workers, and waits for it.
+///
+/// `#[tokio::main]` polls `main`'s future on the main thread, which is not a worker: a server
+/// awaited there accepts on that thread, and each connection it spawns is handed to a parked
+/// worker, one thread wake-up more per connection before its TLS handshake starts. From a
+/// worker, the spawned connection runs on the same thread as soon as the accept loop yields.
+/// A panic in the loop is raised again here.
+pub async fn on_worker<F>(serve: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match tokio::spawn(serve).await {
+        Ok(output) => output,
+        Err(err) => match err.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only a runtime shutting down cancels the task, and then main is not polled either.
+            Err(err) => unreachable!("serving task cancelled: {err}"),
+        },
     }
 }
 

@@ -98,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
     hop_kit::heap::retain_freed_memory();
     let args = Args::parse();
     args.observe.start("kubelet-stream").await?;
-    kubelet_stream::run(args.into(), shutdown_signal())
+    hop_kit::accept::on_worker(kubelet_stream::run(args.into(), shutdown_signal()))
         .await
         .context("kubelet-stream")?;
     Ok(())
