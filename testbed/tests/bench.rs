@@ -112,6 +112,13 @@ fn quick_bench_writes_every_path_and_the_plots() {
         let shim_log = out.join(mode).join("logs").join("shim-exec.log");
         assert!(shim_log.is_file(), "{} kept", shim_log.display());
     }
+    // Every hop of the bench's labs stopped when asked, none had to be killed (a bench stopping
+    // its lab while its own sessions stayed open made cri-streaming wait out the grace period).
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !stderr.contains("killed after the grace period"),
+        "a hop had to be killed:\n{stderr}"
+    );
     // Nothing of the bench's labs is left running.
     let leftovers: Vec<_> = execlab::procfs::processes()
         .into_iter()

@@ -242,7 +242,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
         .unwrap_or(false);
     if let Some((lab, tmp)) = main_lab {
         keep_logs(&lab, &config.out, main_redirects);
-        stop_lab(lab);
+        stop_lab(lab).await;
         drop(tmp);
     }
     outcome?;
@@ -326,7 +326,7 @@ async fn measure_own_lab(
     if runtime == LabRuntime::Execlab {
         keep_logs(&lab, &config.out, redirect);
     }
-    stop_lab(lab);
+    stop_lab(lab).await;
     drop(tmp);
     outcome
 }
@@ -554,18 +554,15 @@ async fn start_lab_with(
     Ok((lab, tmp))
 }
 
-/// Stops a lab the bench started (blocking: the lab waits for its hops).
-fn stop_lab(lab: Lab) {
-    let stop = move || {
-        if let Err(e) = lab.stop() {
-            tracing::warn!(error = %e, "stopping the bench lab");
-        }
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(stop)
-        }
-        _ => stop(),
+/// Stops a lab the bench started. The stop blocks (the lab waits for its hops) on a thread of
+/// its own: the bench's runtime has one thread, which must go on closing the sessions the hops
+/// wait for before they exit.
+async fn stop_lab(lab: Lab) {
+    let stopped = tokio::task::spawn_blocking(move || lab.stop()).await;
+    match stopped {
+        Ok(Ok(_report)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "stopping the bench lab"),
+        Err(e) => tracing::warn!(error = %e, "stopping the bench lab"),
     }
 }
 
