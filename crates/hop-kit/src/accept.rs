@@ -64,4 +64,28 @@ mod tests {
         assert_eq!(peer, client.local_addr().expect("client addr"));
         assert!(server.nodelay().expect("nodelay"));
     }
+
+    /// As under `#[tokio::main]`: the future given to `block_on` runs on the calling thread.
+    #[test]
+    fn the_serving_loop_runs_on_a_worker_not_on_main() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("worker")
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let thread_name = || std::thread::current().name().map(str::to_owned);
+        let caller = thread_name();
+        assert_ne!(caller.as_deref(), Some("worker"));
+        assert_eq!(runtime.block_on(async { thread_name() }), caller);
+        let served_on = runtime.block_on(on_worker(async move { thread_name() }));
+        assert_eq!(served_on.as_deref(), Some("worker"));
+    }
+
+    #[test]
+    #[should_panic(expected = "the serving loop failed")]
+    fn a_panic_in_the_serving_loop_reaches_main() {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(on_worker(async { panic!("the serving loop failed") }));
+    }
 }
