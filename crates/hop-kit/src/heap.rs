@@ -11,9 +11,11 @@
 
 /// Free memory a heap keeps at its top before giving it back to the kernel.
 pub const TRIM_THRESHOLD: usize = 8 << 20;
-/// Blocks from this size up get their own mapping (returned at once when freed); smaller ones
-/// come from the heaps. glibc's starting value is 128 KiB, below a 128 KiB splice buffer.
-pub const MMAP_THRESHOLD: usize = 1 << 20;
+/// Blocks from this size up get their own mapping (returned at once when freed, faulted in
+/// anew each time); smaller ones come from the heaps. Setting the trim threshold stops glibc from
+/// raising this one by itself (from 128 KiB, as large blocks are freed), so it is set too: above
+/// a SPDY stream's 1 MiB buffer and its growth, half the trim threshold as glibc keeps them.
+pub const MMAP_THRESHOLD: usize = 4 << 20;
 
 /// Applies [`TRIM_THRESHOLD`] and [`MMAP_THRESHOLD`] to the process's allocator. True when
 /// the allocator took them (glibc); elsewhere there is nothing to set and this returns false.
