@@ -86,8 +86,9 @@ fn exchange(client: &mut ClientConnection, server: &mut ServerConnection) {
     panic!("the handshake did not settle");
 }
 
-#[test]
-fn one_session_ticket_per_handshake_as_go_sends() {
+/// A kubelet-like server asking for client certificates of a fresh CA, and the client config of
+/// the apiserver's kubelet client (a certificate from that CA), resuming sessions.
+fn kubelet_and_client() -> (ServerTls, rustls::ClientConfig) {
     let ca = TestCa::new("test-ca").expect("ca");
     let serving = ca.issue_server(&["localhost"]).expect("server cert");
     let tls =
@@ -95,14 +96,19 @@ fn one_session_ticket_per_handshake_as_go_sends() {
     let identity = ca
         .issue_client("kube-apiserver-kubelet-client", Some("system:masters"))
         .expect("client cert");
+    let config =
+        hop_kit::tls::client_config(vec![ca.cert_der()], Some(identity.pem().expect("pem")))
+            .expect("client config");
+    (tls, (*config).clone())
+}
+
+#[test]
+fn one_session_ticket_per_handshake_as_go_sends() {
+    let (tls, mut config) = kubelet_and_client();
     let store = Arc::new(CountingStore {
         inner: ClientSessionMemoryCache::new(8),
         tickets: AtomicUsize::new(0),
     });
-    let mut config =
-        (*hop_kit::tls::client_config(vec![ca.cert_der()], Some(identity.pem().expect("pem")))
-            .expect("client config"))
-        .clone();
     config.resumption = Resumption::store(store.clone());
     let config = Arc::new(config);
 
@@ -118,16 +124,8 @@ fn one_session_ticket_per_handshake_as_go_sends() {
 
 #[test]
 fn a_client_chain_is_verified_once_then_resumed_sessions_keep_the_verdict() {
-    let ca = TestCa::new("test-ca").expect("ca");
-    let serving = ca.issue_server(&["localhost"]).expect("server cert");
-    let tls =
-        ServerTls::new(serving.pem().expect("pem"), Some(vec![ca.cert_der()])).expect("server tls");
-    let identity = ca
-        .issue_client("kube-apiserver-kubelet-client", Some("system:masters"))
-        .expect("client cert");
-    let config =
-        hop_kit::tls::client_config(vec![ca.cert_der()], Some(identity.pem().expect("pem")))
-            .expect("client config");
+    let (tls, config) = kubelet_and_client();
+    let config = Arc::new(config);
     for handshake in ["full", "resumed", "resumed"] {
         let name = ServerName::try_from("localhost").expect("name");
         let mut client = ClientConnection::new(config.clone(), name).expect("client");
