@@ -36,6 +36,9 @@ use paths::{LabTarget, PathName};
 use report::{BenchReport, ConcurrencyReport, PathFigures};
 use stats::Percentiles;
 
+/// One-byte round trips timed for the loopback floor (~0.1 s).
+const LOOPBACK_ROUND_TRIPS: usize = 2000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("{0}")]
@@ -215,6 +218,22 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
             source,
         })?;
     progress.note(format!("loopback TCP copy: {loopback:.0} MB/s"));
+    let round_trips = measure::loopback_round_trips(LOOPBACK_ROUND_TRIPS)
+        .await
+        .map_err(|source| BenchError::Measure {
+            path: "loopback".into(),
+            what: "round trips",
+            source,
+        })?;
+    let round_trip = Percentiles::of(&round_trips).ok_or_else(|| BenchError::Measure {
+        path: "loopback".into(),
+        what: "round trips",
+        source: MeasureError::Unexpected("no round trip measured".into()),
+    })?;
+    progress.note(format!(
+        "loopback TCP round trip: p50 {:.3} ms",
+        round_trip.p50
+    ));
 
     let mut results = Results::default();
     // The main lab: --dir, or one of ours in proxy mode.
@@ -292,7 +311,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     let report = report::assemble(
         &results.figures,
         &results.breakdowns,
-        loopback,
+        (loopback, round_trip),
         results.concurrency,
         results.kubectl,
         (
