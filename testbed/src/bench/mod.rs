@@ -209,30 +209,28 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
         .map_err(|e| BenchError::Output(format!("FIFO dir: {e}")))?;
 
     progress.step("loopback TCP copy".into());
+    let floor_error = |what: &'static str| {
+        move |source| BenchError::Measure {
+            path: "loopback".into(),
+            what,
+            source,
+        }
+    };
     let bytes = config.transfer_bytes();
     let loopback = measure::loopback_tcp(bytes)
         .await
-        .map_err(|source| BenchError::Measure {
-            path: "loopback".into(),
-            what: "copy",
-            source,
-        })?;
+        .map_err(floor_error("copy"))?;
     progress.note(format!("loopback TCP copy: {loopback:.0} MB/s"));
     let round_trips = measure::loopback_round_trips(LOOPBACK_ROUND_TRIPS)
         .await
-        .map_err(|source| BenchError::Measure {
-            path: "loopback".into(),
-            what: "round trips",
-            source,
-        })?;
-    let round_trip = Percentiles::of(&round_trips).ok_or_else(|| BenchError::Measure {
-        path: "loopback".into(),
-        what: "round trips",
-        source: MeasureError::Unexpected("no round trip measured".into()),
-    })?;
+        .and_then(|samples| {
+            Percentiles::of(&samples)
+                .ok_or_else(|| MeasureError::Unexpected("no round trip measured".into()))
+        })
+        .map_err(floor_error("round trips"))?;
     progress.note(format!(
         "loopback TCP round trip: p50 {:.3} ms",
-        round_trip.p50
+        round_trips.p50
     ));
 
     let mut results = Results::default();
@@ -311,7 +309,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     let report = report::assemble(
         &results.figures,
         &results.breakdowns,
-        (loopback, round_trip),
+        (loopback, round_trips),
         results.concurrency,
         results.kubectl,
         (
