@@ -45,10 +45,6 @@ fn quick_bench_writes_every_path_and_the_plots() {
     let text = std::fs::read_to_string(out.join("bench.json")).expect("bench.json");
     let json: serde_json::Value = serde_json::from_str(&text).expect("bench.json is JSON");
     number(&json["loopback_mb_s"], "loopback_mb_s");
-    number(
-        &json["loopback_round_trip_ms"]["p50"],
-        "loopback_round_trip_ms.p50",
-    );
     for path in PATHS {
         let p = &json["paths"][path];
         assert!(p.is_object(), "no figures for {path} in {text}");

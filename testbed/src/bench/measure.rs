@@ -270,50 +270,6 @@ async fn loopback_copy(bytes: u64) -> Result<f64, MeasureError> {
     .await
 }
 
-/// `count` one-byte round trips over loopback TCP (TCP_NODELAY) between two threads, one after
-/// the other: what one message from a hop to the next and its answer cost at the least on this
-/// machine, wake-ups included. Every step of an exec is such a crossing, so setup figures read
-/// in these units.
-pub async fn loopback_round_trips(count: usize) -> Result<Vec<Duration>, MeasureError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    let echo = std::thread::spawn(move || -> std::io::Result<()> {
-        use std::io::{Read, Write};
-        let (mut stream, _) = listener.accept()?;
-        stream.set_nodelay(true)?;
-        let mut byte = [0u8; 1];
-        while stream.read(&mut byte)? == 1 {
-            stream.write_all(&byte)?;
-        }
-        Ok(())
-    });
-    let pinger = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Duration>> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(SHORT))?;
-        let mut byte = [0u8; 1];
-        let mut samples = Vec::with_capacity(count);
-        for _ in 0..count {
-            let started = Instant::now();
-            stream.write_all(&byte)?;
-            stream.read_exact(&mut byte)?;
-            samples.push(started.elapsed());
-        }
-        Ok(samples)
-    });
-    let samples = pinger
-        .await
-        .map_err(|e| MeasureError::Unexpected(e.to_string()));
-    if !matches!(samples, Ok(Ok(_))) {
-        // A pinger that never connected leaves the echo thread in accept.
-        let _ = std::net::TcpStream::connect(addr);
-    }
-    echo.join()
-        .map_err(|_| MeasureError::Unexpected("loopback echo thread panicked".into()))??;
-    Ok(samples??)
-}
-
 /// Resident set size of a process, KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

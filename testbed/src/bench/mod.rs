@@ -36,9 +36,6 @@ use paths::{LabTarget, PathName};
 use report::{BenchReport, ConcurrencyReport, PathFigures};
 use stats::Percentiles;
 
-/// One-byte round trips timed for the loopback floor (~0.1 s).
-const LOOPBACK_ROUND_TRIPS: usize = 2000;
-
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("{0}")]
@@ -209,29 +206,15 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
         .map_err(|e| BenchError::Output(format!("FIFO dir: {e}")))?;
 
     progress.step("loopback TCP copy".into());
-    let floor_error = |what: &'static str| {
-        move |source| BenchError::Measure {
-            path: "loopback".into(),
-            what,
-            source,
-        }
-    };
     let bytes = config.transfer_bytes();
     let loopback = measure::loopback_tcp(bytes)
         .await
-        .map_err(floor_error("copy"))?;
+        .map_err(|source| BenchError::Measure {
+            path: "loopback".into(),
+            what: "copy",
+            source,
+        })?;
     progress.note(format!("loopback TCP copy: {loopback:.0} MB/s"));
-    let round_trips = measure::loopback_round_trips(LOOPBACK_ROUND_TRIPS)
-        .await
-        .and_then(|samples| {
-            Percentiles::of(&samples)
-                .ok_or_else(|| MeasureError::Unexpected("no round trip measured".into()))
-        })
-        .map_err(floor_error("round trips"))?;
-    progress.note(format!(
-        "loopback TCP round trip: p50 {:.3} ms",
-        round_trips.p50
-    ));
 
     let mut results = Results::default();
     // The main lab: --dir, or one of ours in proxy mode.
@@ -309,7 +292,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     let report = report::assemble(
         &results.figures,
         &results.breakdowns,
-        (loopback, round_trips),
+        loopback,
         results.concurrency,
         results.kubectl,
         (

@@ -29,9 +29,6 @@ pub struct BenchReport {
     pub setup_samples: usize,
     pub transfer_bytes: u64,
     pub loopback_mb_s: f64,
-    /// One-byte round trip over loopback TCP between two threads: the least a step from one
-    /// hop to the next and back costs here.
-    pub loopback_round_trip_ms: Percentiles,
     pub paths: BTreeMap<String, PathReport>,
     /// Each path's setup split into runc's part and the rest, from the hops' logs.
     pub setup_without_runc: BTreeMap<String, SetupBreakdown>,
@@ -111,7 +108,7 @@ pub struct PathFigures {
 pub fn assemble(
     figures: &BTreeMap<PathName, PathFigures>,
     breakdowns: &BTreeMap<PathName, SetupBreakdown>,
-    (loopback_mb_s, loopback_round_trip): (f64, Percentiles),
+    loopback_mb_s: f64,
     concurrency: Vec<ConcurrencyReport>,
     kubectl: BTreeMap<String, Percentiles>,
     meta: (bool, String, usize, usize, u64),
@@ -155,7 +152,6 @@ pub fn assemble(
         setup_samples,
         transfer_bytes,
         loopback_mb_s: round3(loopback_mb_s),
-        loopback_round_trip_ms: loopback_round_trip.rounded(),
         paths,
         setup_without_runc: breakdowns
             .iter()
@@ -279,28 +275,21 @@ impl BenchReport {
         }
         let _ = writeln!(
             t,
-            "setup without runc (per exec: setup − shim-exec's runc exec; RTTs: rest p50 in loopback round trips of {:.3} ms)\n{:<17} {:>5} {:>9} {:>9} {:>9} {:>6}  costliest steps (median ms before the event)",
-            self.loopback_round_trip_ms.p50, "path", "n", "runc p50", "rest p50", "rest p90", "RTTs"
+            "setup without runc (per exec: setup − shim-exec's runc exec)\n{:<17} {:>5} {:>9} {:>9} {:>9}  costliest steps (median ms before the event)",
+            "path", "n", "runc p50", "rest p50", "rest p90"
         );
-        let round_trip = self.loopback_round_trip_ms.p50;
         for path in PathName::EVERY {
             let Some(b) = self.setup_without_runc.get(path.name()) else {
                 continue;
             };
-            let round_trips = if round_trip > 0.0 {
-                format!("{:.0}", b.without_runc_ms.p50 / round_trip)
-            } else {
-                "-".to_string()
-            };
             let _ = writeln!(
                 t,
-                "{:<17} {:>5} {:>9.2} {:>9.2} {:>9.2} {:>6}  {}",
+                "{:<17} {:>5} {:>9.2} {:>9.2} {:>9.2}  {}",
                 path.name(),
                 b.samples,
                 b.runc_ms.p50,
                 b.without_runc_ms.p50,
                 b.without_runc_ms.p90,
-                round_trips,
                 b.costliest(3)
             );
         }
@@ -423,11 +412,7 @@ impl BenchReport {
                 p.hop_added
             );
         }
-        let _ = writeln!(
-            t,
-            "loopback TCP copy: {:.0} MB/s; round trip p50 {:.3} ms",
-            self.loopback_mb_s, self.loopback_round_trip_ms.p50
-        );
+        let _ = writeln!(t, "loopback TCP copy: {:.0} MB/s", self.loopback_mb_s);
         t.push_str(&self.without_runc_table());
         t.push_str(&self.cpu_table());
         t.push_str(&self.vs_containerd());
@@ -507,57 +492,6 @@ mod tests {
         }
     }
 
-    /// The loopback floors: a copy at `mb_s`, round trips of 0.05 ms.
-    fn floor(mb_s: f64) -> (f64, Percentiles) {
-        let round_trip = Percentiles {
-            p50: 0.05,
-            p90: 0.06,
-            p99: 0.08,
-        };
-        (mb_s, round_trip)
-    }
-
-    #[test]
-    fn setup_without_runc_reads_in_loopback_round_trips() {
-        let map = BTreeMap::from([(PathName::ApiserverWs, figures(12.0, 700.0))]);
-        let split = SetupBreakdown {
-            samples: 200,
-            runc_ms: Percentiles {
-                p50: 8.0,
-                p90: 9.0,
-                p99: 10.0,
-            },
-            without_runc_ms: Percentiles {
-                p50: 4.0,
-                p90: 5.0,
-                p99: 6.0,
-            },
-            steps: Vec::new(),
-        };
-        let report = assemble(
-            &map,
-            &BTreeMap::from([(PathName::ApiserverWs, split)]),
-            floor(1000.0),
-            Vec::new(),
-            BTreeMap::new(),
-            (true, "test".into(), 2, 5, 1),
-        );
-        let table = report.table();
-        assert!(table.contains("round trip p50 0.050 ms"), "{table}");
-        let row = table
-            .lines()
-            .find(|l| l.starts_with("apiserver-ws") && l.contains(" 200 "))
-            .unwrap_or_else(|| panic!("no split row: {table}"));
-        let fields: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(
-            fields[..6],
-            ["apiserver-ws", "200", "8.00", "4.00", "5.00", "80"],
-            "{table}"
-        );
-        let json = serde_json::to_value(&report).expect("json");
-        assert_eq!(json["loopback_round_trip_ms"]["p50"], 0.05);
-    }
-
     fn cpu(cores_busy: f64) -> CpuUse {
         CpuUse {
             ms_per_gib: BTreeMap::from([
@@ -579,7 +513,7 @@ mod tests {
         let report = assemble(
             &map,
             &BTreeMap::new(),
-            floor(1000.0),
+            1000.0,
             Vec::new(),
             BTreeMap::new(),
             (true, "test".into(), 2, 5, 1),
@@ -603,7 +537,7 @@ mod tests {
         let report = assemble(
             &map,
             &BTreeMap::new(),
-            floor(3000.0),
+            3000.0,
             Vec::new(),
             BTreeMap::new(),
             (true, "test".into(), 2, 5, 1),
