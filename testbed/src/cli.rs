@@ -101,16 +101,18 @@ pub struct UpArgs {
 
 /// Runs the command; the exit code to return.
 pub fn run(cli: Cli) -> Result<ExitCode, LabError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(LabError::Runtime)?;
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(LabError::Runtime)
+    };
     match cli.command {
         LabCommand::Up(args) if args.detach => up_detached(&args),
-        LabCommand::Up(args) => runtime.block_on(up_foreground(&args)),
+        LabCommand::Up(args) => runtime()?.block_on(up_foreground(&args)),
         LabCommand::Down(args) => down_command(&args.dir),
-        LabCommand::Status(args) => runtime.block_on(status_command(&args.dir)),
+        LabCommand::Status(args) => runtime()?.block_on(status_command(&args.dir)),
         LabCommand::Bench(args) => {
             bench_runtime()?.block_on(crate::bench::cli::bench_command(&args))
         }
