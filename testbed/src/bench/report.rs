@@ -504,20 +504,25 @@ mod tests {
         }
     }
 
+    /// A quick report of `map` alone (no split, sessions or kubectl), loopback at `loopback`.
+    fn assembled(map: &BTreeMap<PathName, PathFigures>, loopback: f64) -> BenchReport {
+        assemble(
+            map,
+            &BTreeMap::new(),
+            loopback,
+            Vec::new(),
+            BTreeMap::new(),
+            (true, "test".into(), 2, 5, 1),
+        )
+    }
+
     #[test]
     fn containerd_paths_get_a_row_and_an_ours_over_theirs_line() {
         let map = BTreeMap::from([
             (PathName::Cri, figures(10.0, 400.0)),
             (PathName::ContainerdCri, figures(20.0, 200.0)),
         ]);
-        let report = assemble(
-            &map,
-            &BTreeMap::new(),
-            1000.0,
-            Vec::new(),
-            BTreeMap::new(),
-            (true, "test".into(), 2, 5, 1),
-        );
+        let report = assembled(&map, 1000.0);
         let table = report.table();
         assert!(table.contains("containerd-cri"), "{table}");
         assert!(
@@ -534,14 +539,7 @@ mod tests {
             (PathName::Runc, figures(10.0, 2000.0)),
             (PathName::ApiserverWs, figures(12.0, 700.0)),
         ]);
-        let report = assemble(
-            &map,
-            &BTreeMap::new(),
-            3000.0,
-            Vec::new(),
-            BTreeMap::new(),
-            (true, "test".into(), 2, 5, 1),
-        );
+        let report = assembled(&map, 3000.0);
         let table = report.table();
         let row = table
             .lines()
