@@ -45,6 +45,11 @@ fn quick_bench_writes_every_path_and_the_plots() {
     let text = std::fs::read_to_string(out.join("bench.json")).expect("bench.json");
     let json: serde_json::Value = serde_json::from_str(&text).expect("bench.json is JSON");
     number(&json["loopback_mb_s"], "loopback_mb_s");
+    number(&json["chain_copy"]["mb_s"], "chain_copy.mb_s");
+    number(
+        &json["chain_copy"]["cpu_ms_per_gib"],
+        "chain_copy.cpu_ms_per_gib",
+    );
     for path in PATHS {
         let p = &json["paths"][path];
         assert!(p.is_object(), "no figures for {path} in {text}");

@@ -1,6 +1,6 @@
 //! The measurements themselves, each over any path's [`Dialer`]: setup latency (request → first
 //! stdout byte of `echo`), stdout and stdin throughput, tty keystroke round trip, idle
-//! concurrent sessions with each hop's RSS, a plain loopback TCP copy, and real kubectl.
+//! concurrent sessions with each hop's RSS, and real kubectl. The floors are in `floor`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 use super::client::{ClientError, Dialer, ExecCommand, Session};
 use super::cpu::{CpuMeter, CpuUse};
@@ -17,7 +16,7 @@ use crate::Hop;
 
 pub const MIB: u64 = 1024 * 1024;
 /// Read and write size of the bench's own copies.
-const CHUNK: usize = 256 * 1024;
+pub(super) const CHUNK: usize = 256 * 1024;
 /// Limit for one short exec (setup, tty).
 const SHORT: Duration = Duration::from_secs(30);
 /// How many idle sessions are being set up at once.
@@ -36,7 +35,7 @@ pub enum MeasureError {
     Unexpected(String),
 }
 
-async fn within<T>(
+pub(super) async fn within<T>(
     what: &str,
     limit: Duration,
     fut: impl std::future::Future<Output = Result<T, MeasureError>>,
@@ -92,7 +91,7 @@ pub async fn setup_latency(dialer: &Dialer) -> Result<(Duration, String), Measur
     .await
 }
 
-fn transfer_limit(bytes: u64) -> Duration {
+pub(super) fn transfer_limit(bytes: u64) -> Duration {
     // Generous: 5 MB/s plus set-up, so a slow debug build still finishes.
     Duration::from_secs(60 + bytes / 5_000_000)
 }
@@ -215,57 +214,6 @@ pub async fn tty_round_trips(dialer: &Dialer, count: usize) -> Result<Vec<Durati
         drop(stdin);
         finish(session).await?;
         Ok(samples)
-    })
-    .await
-}
-
-/// A plain TCP copy over loopback: the physical limit of a byte stream on this machine. It runs
-/// on a two-worker runtime of its own, as hops do: on the bench's one thread, writer and reader
-/// would take turns without ever waking each other, unlike two processes.
-pub async fn loopback_tcp(bytes: u64) -> Result<f64, MeasureError> {
-    tokio::task::spawn_blocking(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?
-            .block_on(loopback_copy(bytes))
-    })
-    .await
-    .map_err(|e| MeasureError::Unexpected(e.to_string()))?
-}
-
-async fn loopback_copy(bytes: u64) -> Result<f64, MeasureError> {
-    within("loopback copy", transfer_limit(bytes), async {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let writer = tokio::spawn(async move {
-            let mut stream = TcpStream::connect(addr).await?;
-            let chunk = vec![0u8; CHUNK];
-            let mut left = bytes;
-            while left > 0 {
-                let n = left.min(CHUNK as u64) as usize;
-                stream.write_all(&chunk[..n]).await?;
-                left -= n as u64;
-            }
-            stream.shutdown().await
-        });
-        let (mut stream, _) = listener.accept().await?;
-        let mut buf = vec![0u8; CHUNK];
-        let first = stream.read(&mut buf).await? as u64;
-        let started = Instant::now();
-        let mut total = first;
-        loop {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-        }
-        let elapsed = started.elapsed();
-        writer
-            .await
-            .map_err(|e| MeasureError::Unexpected(e.to_string()))??;
-        Ok(mb_per_s(total - first, elapsed))
     })
     .await
 }

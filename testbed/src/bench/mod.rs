@@ -13,6 +13,7 @@ pub mod breakdown;
 pub mod cli;
 pub mod client;
 pub mod cpu;
+pub mod floor;
 pub mod measure;
 pub mod paths;
 pub mod plot;
@@ -205,16 +206,25 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
         .tempdir_in(crate::layout::volatile_base().unwrap_or(&std::env::temp_dir()))
         .map_err(|e| BenchError::Output(format!("FIFO dir: {e}")))?;
 
-    progress.step("loopback TCP copy".into());
+    progress.step("floors: loopback TCP copy, chain copy".into());
     let bytes = config.transfer_bytes();
-    let loopback = measure::loopback_tcp(bytes)
-        .await
-        .map_err(|source| BenchError::Measure {
-            path: "loopback".into(),
-            what: "copy",
+    let floor_failed = |what: &'static str| {
+        move |source| BenchError::Measure {
+            path: "floor".into(),
+            what,
             source,
-        })?;
-    progress.note(format!("loopback TCP copy: {loopback:.0} MB/s"));
+        }
+    };
+    let loopback = floor::loopback_tcp(bytes)
+        .await
+        .map_err(floor_failed("loopback copy"))?;
+    let chain_copy = floor::chain_copy(bytes)
+        .await
+        .map_err(floor_failed("chain copy"))?;
+    progress.note(format!(
+        "loopback TCP copy: {loopback:.0} MB/s; chain copy: {:.0} MB/s",
+        chain_copy.mb_s
+    ));
 
     let mut results = Results::default();
     // The main lab: --dir, or one of ours in proxy mode.
@@ -292,7 +302,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     let report = report::assemble(
         &results.figures,
         &results.breakdowns,
-        loopback,
+        (loopback, &chain_copy),
         results.concurrency,
         results.kubectl,
         (

@@ -48,14 +48,14 @@ fn grouped_bars(
     y_desc: &str,
     paths: &[PathName],
     series: &[(&str, Vec<f64>)],
-    reference: Option<(&str, f64)>,
+    references: &[(&str, f64)],
 ) -> Result<(), BenchError> {
     let root = SVGBackend::new(file, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
     let top = series
         .iter()
         .flat_map(|(_, v)| v.iter().copied())
-        .chain(reference.map(|(_, v)| v))
+        .chain(references.iter().map(|(_, v)| *v))
         .fold(0.0f64, f64::max)
         .max(1e-3)
         * 1.15;
@@ -98,15 +98,15 @@ fn grouped_bars(
             .label(*label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
     }
-    if let Some((label, value)) = reference {
+    for (&(label, value), color) in references.iter().zip([BLACK, RED].into_iter().cycle()) {
         chart
             .draw_series(LineSeries::new(
                 [(-0.5, value), (n as f64 - 0.5, value)],
-                BLACK.stroke_width(2),
+                color.stroke_width(2),
             ))
             .map_err(plot_err)?
             .label(label)
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(2)));
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
     }
     chart
         .configure_series_labels()
@@ -137,7 +137,7 @@ fn setup_plot(report: &BenchReport, file: &Path) -> Result<(), BenchError> {
             ("p90", get(|p| p.p90)),
             ("p99", get(|p| p.p99)),
         ],
-        None,
+        &[],
     )
 }
 
@@ -154,9 +154,10 @@ fn throughput_plot(report: &BenchReport, file: &Path) -> Result<(), BenchError> 
         .map(|r| r.stdin_mb_s)
         .collect();
     let caption = format!(
-        "throughput, {} MiB (loopback TCP {:.0} MB/s, target ≥ {TARGET_STDOUT_MB_S:.0} MB/s)",
+        "throughput, {} MiB (loopback TCP {:.0}, chain copy {:.0}, target ≥ {TARGET_STDOUT_MB_S:.0} MB/s)",
         report.transfer_bytes / (1024 * 1024),
-        report.loopback_mb_s
+        report.loopback_mb_s,
+        report.chain_copy.mb_s
     );
     grouped_bars(
         file,
@@ -164,7 +165,10 @@ fn throughput_plot(report: &BenchReport, file: &Path) -> Result<(), BenchError> 
         "MB/s",
         &paths,
         &[("stdout", stdout), ("stdin", stdin)],
-        Some(("loopback TCP copy", report.loopback_mb_s)),
+        &[
+            ("loopback TCP copy", report.loopback_mb_s),
+            ("chain copy", report.chain_copy.mb_s),
+        ],
     )
 }
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::breakdown::SetupBreakdown;
 use super::cpu::{CpuUse, CLIENT, REST};
+use super::floor::ChainCopy;
 use super::paths::PathName;
 use super::stats::{round3, Percentiles};
 use super::BenchError;
@@ -29,6 +30,8 @@ pub struct BenchReport {
     pub setup_samples: usize,
     pub transfer_bytes: u64,
     pub loopback_mb_s: f64,
+    /// Every crossing stdout makes through the whole chain, with no protocol work (`floor`).
+    pub chain_copy: ChainCopyReport,
     pub paths: BTreeMap<String, PathReport>,
     /// Each path's setup split into runc's part and the rest, from the hops' logs.
     pub setup_without_runc: BTreeMap<String, SetupBreakdown>,
@@ -60,6 +63,24 @@ pub struct PathReport {
     /// CPU per GiB of stdout, per hop, the bench client and the rest of the machine.
     pub stdout_cpu: CpuUse,
     pub stdin_cpu: CpuUse,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChainCopyReport {
+    pub mb_s: f64,
+    /// The whole machine's CPU per GiB moved, and how many CPUs were busy.
+    pub cpu_ms_per_gib: f64,
+    pub cpus_busy: f64,
+}
+
+impl ChainCopyReport {
+    fn from_floor(floor: &ChainCopy) -> Self {
+        ChainCopyReport {
+            mb_s: round3(floor.mb_s),
+            cpu_ms_per_gib: floor.cpu.total_ms_per_gib().round(),
+            cpus_busy: round3(floor.cpu.cores_busy),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,7 +129,7 @@ pub struct PathFigures {
 pub fn assemble(
     figures: &BTreeMap<PathName, PathFigures>,
     breakdowns: &BTreeMap<PathName, SetupBreakdown>,
-    loopback_mb_s: f64,
+    (loopback_mb_s, chain_copy): (f64, &ChainCopy),
     concurrency: Vec<ConcurrencyReport>,
     kubectl: BTreeMap<String, Percentiles>,
     meta: (bool, String, usize, usize, u64),
@@ -144,7 +165,8 @@ pub fn assemble(
             },
         );
     }
-    let targets = targets(figures, breakdowns, &concurrency);
+    let chain_copy = ChainCopyReport::from_floor(chain_copy);
+    let targets = targets(figures, breakdowns, &concurrency, &chain_copy);
     BenchReport {
         quick,
         build,
@@ -152,6 +174,7 @@ pub fn assemble(
         setup_samples,
         transfer_bytes,
         loopback_mb_s: round3(loopback_mb_s),
+        chain_copy,
         paths,
         setup_without_runc: breakdowns
             .iter()
@@ -167,6 +190,7 @@ fn targets(
     figures: &BTreeMap<PathName, PathFigures>,
     breakdowns: &BTreeMap<PathName, SetupBreakdown>,
     concurrency: &[ConcurrencyReport],
+    chain_copy: &ChainCopyReport,
 ) -> Targets {
     let floor = figures.get(&PathName::Runc);
     let chain = figures.get(&PathName::ApiserverWs);
@@ -236,6 +260,15 @@ fn targets(
                 "; {:.2} CPUs busy, {:.0} CPU ms/GiB in all, most in one hop: {hop} {ms:.0}",
                 cpu.cores_busy,
                 cpu.total_ms_per_gib()
+            );
+        }
+        if chain_copy.mb_s > 0.0 {
+            let _ = write!(
+                detail,
+                "; {:.2} of the chain copy floor ({:.0} MB/s, {:.0} CPU ms/GiB)",
+                c.stdout_mb_s / chain_copy.mb_s,
+                chain_copy.mb_s,
+                chain_copy.cpu_ms_per_gib
             );
         }
         Target {
@@ -413,6 +446,12 @@ impl BenchReport {
             );
         }
         let _ = writeln!(t, "loopback TCP copy: {:.0} MB/s", self.loopback_mb_s);
+        let floor = &self.chain_copy;
+        let _ = writeln!(
+            t,
+            "chain copy (stdout's crossings through every hop, no protocol work): {:.0} MB/s, {:.0} CPU ms/GiB, {:.2} CPUs busy",
+            floor.mb_s, floor.cpu_ms_per_gib, floor.cpus_busy
+        );
         t.push_str(&self.without_runc_table());
         t.push_str(&self.cpu_table());
         t.push_str(&self.vs_containerd());
@@ -504,12 +543,17 @@ mod tests {
         }
     }
 
-    /// A quick report of `map` alone (no split, sessions or kubectl), loopback at `loopback`.
+    /// A quick report of `map` alone (no split, sessions or kubectl), loopback at `loopback`,
+    /// the chain copy floor at 875 MB/s.
     fn assembled(map: &BTreeMap<PathName, PathFigures>, loopback: f64) -> BenchReport {
+        let chain_copy = ChainCopy {
+            mb_s: 875.0,
+            cpu: cpu(1.8),
+        };
         assemble(
             map,
             &BTreeMap::new(),
-            loopback,
+            (loopback, &chain_copy),
             Vec::new(),
             BTreeMap::new(),
             (true, "test".into(), 2, 5, 1),
@@ -580,5 +624,24 @@ mod tests {
             json["paths"]["apiserver-ws"]["stdout_cpu"]["ms_per_gib"]["kubelet-stream"],
             200.0
         );
+    }
+
+    #[test]
+    fn the_stdout_target_says_how_far_below_the_chain_copy_floor_the_chain_is() {
+        let map = BTreeMap::from([(PathName::ApiserverWs, figures(12.0, 700.0))]);
+        let report = assembled(&map, 3000.0);
+        let detail = &report.targets.stdout_all_hops_mb_s.as_ref().unwrap().detail;
+        assert!(
+            detail.ends_with("; 0.80 of the chain copy floor (875 MB/s, 1000 CPU ms/GiB)"),
+            "{detail}"
+        );
+        let table = report.table();
+        assert!(
+            table.contains("chain copy (stdout's crossings through every hop, no protocol work): 875 MB/s, 1000 CPU ms/GiB, 1.80 CPUs busy"),
+            "{table}"
+        );
+        let json = serde_json::to_value(&report).expect("json");
+        assert_eq!(json["chain_copy"]["mb_s"], 875.0);
+        assert_eq!(json["chain_copy"]["cpus_busy"], 1.8);
     }
 }
