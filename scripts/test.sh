@@ -35,6 +35,20 @@ trap on_exit EXIT
 
 [ "$(id -u)" -eq 0 ] || { echo "test.sh: run as root (runc containers, mounts)" >&2; exit 1; }
 
+# A full build fills several GiB under target/. When the disk fills up mid-link, the linker
+# dies of SIGBUS ("ld terminated with signal 7 [Bus error]"), which names nothing: say so first.
+disk_space() {
+    local need_gib=8 free_kib
+    mkdir -p target
+    free_kib="$(df --output=avail -k target | tail -n 1 | tr -d ' ')"
+    echo "free on the filesystem of target/: $((free_kib / 1024 / 1024)) GiB"
+    if [ "$free_kib" -lt $((need_gib * 1024 * 1024)) ]; then
+        echo "WARNING: under ${need_gib} GiB free; a clean build needs about 7 GiB. If a link fails" \
+            "with 'signal 7 [Bus error]', the disk filled up." >&2
+    fi
+}
+
+step disk       disk_space
 step setup      scripts/setup.sh
 step fmt        cargo fmt --all -- --check
 # One release build serves the binaries and every test: the end-to-end tests time real
