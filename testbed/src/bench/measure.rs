@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::client::{ClientError, Dialer, ExecCommand, Session};
 use super::cpu::{CpuMeter, CpuUse};
-use super::stats::mb_per_s;
+use super::stats::{mb_per_s, median_run};
 use crate::Hop;
 
 pub const MIB: u64 = 1024 * 1024;
@@ -94,6 +94,46 @@ pub async fn setup_latency(dialer: &Dialer) -> Result<(Duration, String), Measur
 pub(super) fn transfer_limit(bytes: u64) -> Duration {
     // Generous: 5 MB/s plus set-up, so a slow debug build still finishes.
     Duration::from_secs(60 + bytes / 5_000_000)
+}
+
+/// Several transfers of one kind: the median one's rate and CPU, and every rate in order.
+#[derive(Debug, Clone)]
+pub struct Transfers {
+    pub mb_s: f64,
+    pub cpu: CpuUse,
+    pub runs_mb_s: Vec<f64>,
+}
+
+/// Direction of a transfer through a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Stdout,
+    Stdin,
+}
+
+/// `runs` transfers of `bytes` in `direction`, one after the other. One transfer of a GiB is
+/// sometimes far off on a shared machine; the median of a few is a figure to compare.
+pub async fn transfers(
+    dialer: &Dialer,
+    direction: Direction,
+    bytes: u64,
+    runs: usize,
+    cpu: &CpuMeter,
+) -> Result<Transfers, MeasureError> {
+    let mut taken = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        taken.push(match direction {
+            Direction::Stdout => stdout_throughput(dialer, bytes, cpu).await?,
+            Direction::Stdin => stdin_throughput(dialer, bytes, cpu).await?,
+        });
+    }
+    let ((mb_s, cpu), runs_mb_s) =
+        median_run(taken, |t| t.0).expect("at least one transfer was taken");
+    Ok(Transfers {
+        mb_s,
+        cpu,
+        runs_mb_s,
+    })
 }
 
 /// `bytes` of zeros from the process's stdout; MB/s from the first byte to EOF.

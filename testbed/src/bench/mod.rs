@@ -32,10 +32,10 @@ use crate::Hop;
 
 use client::{ClientError, Dialer};
 use cpu::CpuMeter;
-use measure::{MeasureError, MIB};
+use measure::{Direction, MeasureError, MIB};
 use paths::{LabTarget, PathName};
-use report::{BenchReport, ConcurrencyReport, PathFigures};
-use stats::Percentiles;
+use report::{BenchReport, ConcurrencyReport, PathFigures, RunShape};
+use stats::{median_run, Percentiles};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -115,6 +115,10 @@ impl BenchConfig {
         } else {
             1024 * MIB
         }
+    }
+    /// Transfers per path and direction (and per floor); the median is reported.
+    fn transfers(&self) -> usize {
+        3
     }
     fn levels(&self) -> &'static [usize] {
         if self.quick {
@@ -215,15 +219,24 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
             source,
         }
     };
-    let loopback = floor::loopback_tcp(bytes)
-        .await
-        .map_err(floor_failed("loopback copy"))?;
-    let chain_copy = floor::chain_copy(bytes)
-        .await
-        .map_err(floor_failed("chain copy"))?;
+    let (mut loopbacks, mut chain_copies) = (Vec::new(), Vec::new());
+    for _ in 0..config.transfers() {
+        loopbacks.push(
+            floor::loopback_tcp(bytes)
+                .await
+                .map_err(floor_failed("loopback copy"))?,
+        );
+        chain_copies.push(
+            floor::chain_copy(bytes)
+                .await
+                .map_err(floor_failed("chain copy"))?,
+        );
+    }
+    let loopback = median_run(loopbacks, |r| *r).expect("a loopback copy was taken");
+    let chain_copy = median_run(chain_copies, |r| r.mb_s).expect("a chain copy was taken");
     progress.note(format!(
-        "loopback TCP copy: {loopback:.0} MB/s; chain copy: {:.0} MB/s",
-        chain_copy.mb_s
+        "loopback TCP copy: {:.0} MB/s; chain copy: {:.0} MB/s",
+        loopback.0, chain_copy.0.mb_s
     ));
 
     let mut results = Results::default();
@@ -302,16 +315,17 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     let report = report::assemble(
         &results.figures,
         &results.breakdowns,
-        (loopback, &chain_copy),
+        (loopback, chain_copy),
         results.concurrency,
         results.kubectl,
-        (
-            config.quick,
+        RunShape {
+            quick: config.quick,
             build,
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
-            config.setup_samples(),
-            bytes,
-        ),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            setup_samples: config.setup_samples(),
+            transfer_bytes: bytes,
+            transfers: config.transfers(),
+        },
     );
     report.write_json(&config.out.join("bench.json"))?;
     plot::write_all(&report, &config.out)?;
@@ -403,12 +417,14 @@ async fn measure_lab(
                 source,
             }
         };
-        let (stdout_mb_s, stdout_cpu) = measure::stdout_throughput(dialer, bytes, &cpu)
+        let runs = config.transfers();
+        let stdout = measure::transfers(dialer, Direction::Stdout, bytes, runs, &cpu)
             .await
             .map_err(fail("stdout"))?;
-        let (stdin_mb_s, stdin_cpu) = measure::stdin_throughput(dialer, bytes, &cpu)
+        let stdin = measure::transfers(dialer, Direction::Stdin, bytes, runs, &cpu)
             .await
             .map_err(fail("stdin"))?;
+        let (stdout_mb_s, stdin_mb_s) = (stdout.mb_s, stdin.mb_s);
         let tty_rtt_ms = match path.has_tty() {
             true => Percentiles::of(
                 &measure::tty_round_trips(dialer, config.tty_samples())
@@ -420,9 +436,17 @@ async fn measure_lab(
         let times: Vec<Duration> = setup.get(path).into_iter().flatten().map(|s| s.0).collect();
         let setup_ms = Percentiles::of(&times)
             .ok_or_else(|| BenchError::Lab(format!("{path}: no setup samples")))?;
+        let spread = |runs: &[f64]| {
+            let (lo, hi) = runs
+                .iter()
+                .fold((f64::MAX, 0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+            format!("{lo:.0}–{hi:.0}")
+        };
         progress.note(format!(
-            "{path:<17} setup p50 {:>7.2} ms  stdout {stdout_mb_s:>7.0} MB/s  stdin {stdin_mb_s:>7.0} MB/s",
-            setup_ms.p50
+            "{path:<17} setup p50 {:>7.2} ms  stdout {stdout_mb_s:>7.0} MB/s ({})  stdin {stdin_mb_s:>7.0} MB/s ({})",
+            setup_ms.p50,
+            spread(&stdout.runs_mb_s),
+            spread(&stdin.runs_mb_s)
         ));
         results.figures.insert(
             *path,
@@ -431,8 +455,10 @@ async fn measure_lab(
                 stdout_mb_s,
                 stdin_mb_s,
                 tty_rtt_ms,
-                stdout_cpu,
-                stdin_cpu,
+                stdout_cpu: stdout.cpu,
+                stdin_cpu: stdin.cpu,
+                stdout_runs_mb_s: stdout.runs_mb_s,
+                stdin_runs_mb_s: stdin.runs_mb_s,
             },
         );
     }

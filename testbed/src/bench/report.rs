@@ -29,7 +29,10 @@ pub struct BenchReport {
     pub cpus: usize,
     pub setup_samples: usize,
     pub transfer_bytes: u64,
+    /// Transfers per path and direction, and per floor: each rate is their median.
+    pub transfers: usize,
     pub loopback_mb_s: f64,
+    pub loopback_runs_mb_s: Vec<f64>,
     /// Every crossing stdout makes through the whole chain, with no protocol work (`floor`).
     pub chain_copy: ChainCopyReport,
     pub paths: BTreeMap<String, PathReport>,
@@ -46,6 +49,9 @@ pub struct PathReport {
     pub setup_ms: Percentiles,
     pub stdout_mb_s: f64,
     pub stdin_mb_s: f64,
+    /// Every transfer's rate, in the order taken (the figures above are their median).
+    pub stdout_runs_mb_s: Vec<f64>,
+    pub stdin_runs_mb_s: Vec<f64>,
     /// Keystroke echo round trip (paths with a tty).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tty_rtt_ms: Option<Percentiles>,
@@ -68,15 +74,17 @@ pub struct PathReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChainCopyReport {
     pub mb_s: f64,
+    pub runs_mb_s: Vec<f64>,
     /// The whole machine's CPU per GiB moved, and how many CPUs were busy.
     pub cpu_ms_per_gib: f64,
     pub cpus_busy: f64,
 }
 
 impl ChainCopyReport {
-    fn from_floor(floor: &ChainCopy) -> Self {
+    fn from_floor((floor, runs): &(ChainCopy, Vec<f64>)) -> Self {
         ChainCopyReport {
             mb_s: round3(floor.mb_s),
+            runs_mb_s: rounded(runs),
             cpu_ms_per_gib: floor.cpu.total_ms_per_gib().round(),
             cpus_busy: round3(floor.cpu.cores_busy),
         }
@@ -123,18 +131,36 @@ pub struct PathFigures {
     /// CPU spent moving the stdout / stdin bytes.
     pub stdout_cpu: CpuUse,
     pub stdin_cpu: CpuUse,
+    pub stdout_runs_mb_s: Vec<f64>,
+    pub stdin_runs_mb_s: Vec<f64>,
+}
+
+/// How the run was made.
+#[derive(Debug, Clone)]
+pub struct RunShape {
+    pub quick: bool,
+    /// `release` or `debug`: which hop binaries were measured.
+    pub build: String,
+    pub cpus: usize,
+    pub setup_samples: usize,
+    pub transfer_bytes: u64,
+    pub transfers: usize,
+}
+
+fn rounded(rates: &[f64]) -> Vec<f64> {
+    rates.iter().copied().map(round3).collect()
 }
 
 /// Derives ratios, hop costs and targets.
 pub fn assemble(
     figures: &BTreeMap<PathName, PathFigures>,
     breakdowns: &BTreeMap<PathName, SetupBreakdown>,
-    (loopback_mb_s, chain_copy): (f64, &ChainCopy),
+    (loopback, chain_copy): ((f64, Vec<f64>), (ChainCopy, Vec<f64>)),
     concurrency: Vec<ConcurrencyReport>,
     kubectl: BTreeMap<String, Percentiles>,
-    meta: (bool, String, usize, usize, u64),
+    shape: RunShape,
 ) -> BenchReport {
-    let (quick, build, cpus, setup_samples, transfer_bytes) = meta;
+    let loopback_mb_s = loopback.0;
     let floor = figures.get(&PathName::Runc).map(|f| f.setup_ms.p50);
     let mut paths = BTreeMap::new();
     for (path, f) in figures {
@@ -148,6 +174,8 @@ pub fn assemble(
                 setup_ms: f.setup_ms.rounded(),
                 stdout_mb_s: round3(f.stdout_mb_s),
                 stdin_mb_s: round3(f.stdin_mb_s),
+                stdout_runs_mb_s: rounded(&f.stdout_runs_mb_s),
+                stdin_runs_mb_s: rounded(&f.stdin_runs_mb_s),
                 tty_rtt_ms: f.tty_rtt_ms.map(Percentiles::rounded),
                 setup_ratio_to_floor: floor
                     .filter(|f| *f > 0.0)
@@ -165,15 +193,17 @@ pub fn assemble(
             },
         );
     }
-    let chain_copy = ChainCopyReport::from_floor(chain_copy);
+    let chain_copy = ChainCopyReport::from_floor(&chain_copy);
     let targets = targets(figures, breakdowns, &concurrency, &chain_copy);
     BenchReport {
-        quick,
-        build,
-        cpus,
-        setup_samples,
-        transfer_bytes,
+        quick: shape.quick,
+        build: shape.build,
+        cpus: shape.cpus,
+        setup_samples: shape.setup_samples,
+        transfer_bytes: shape.transfer_bytes,
+        transfers: shape.transfers,
         loopback_mb_s: round3(loopback_mb_s),
+        loopback_runs_mb_s: rounded(&loopback.1),
         chain_copy,
         paths,
         setup_without_runc: breakdowns
@@ -408,11 +438,12 @@ impl BenchReport {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "execlab bench ({}, {} build, {} CPUs, {} setup samples/path, {} MiB transfers)",
+            "execlab bench ({}, {} build, {} CPUs, {} setup samples/path, {} × {} MiB transfers per path and direction: rates are their median)",
             if self.quick { "quick" } else { "full" },
             self.build,
             self.cpus,
             self.setup_samples,
+            self.transfers,
             self.transfer_bytes / (1024 * 1024)
         );
         let _ = writeln!(
@@ -528,6 +559,8 @@ mod tests {
             tty_rtt_ms: None,
             stdout_cpu: cpu(2.0),
             stdin_cpu: cpu(1.0),
+            stdout_runs_mb_s: vec![stdout],
+            stdin_runs_mb_s: vec![stdout],
         }
     }
 
@@ -553,10 +586,17 @@ mod tests {
         assemble(
             map,
             &BTreeMap::new(),
-            (loopback, &chain_copy),
+            ((loopback, vec![loopback]), (chain_copy, vec![875.0])),
             Vec::new(),
             BTreeMap::new(),
-            (true, "test".into(), 2, 5, 1),
+            RunShape {
+                quick: true,
+                build: "test".into(),
+                cpus: 2,
+                setup_samples: 5,
+                transfer_bytes: 1,
+                transfers: 1,
+            },
         )
     }
 
@@ -643,5 +683,10 @@ mod tests {
         let json = serde_json::to_value(&report).expect("json");
         assert_eq!(json["chain_copy"]["mb_s"], 875.0);
         assert_eq!(json["chain_copy"]["cpus_busy"], 1.8);
+        assert_eq!(json["chain_copy"]["runs_mb_s"], serde_json::json!([875.0]));
+        assert_eq!(
+            json["paths"]["apiserver-ws"]["stdout_runs_mb_s"],
+            serde_json::json!([700.0])
+        );
     }
 }

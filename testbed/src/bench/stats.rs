@@ -49,6 +49,17 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     nearest_rank(&values, 50.0)
 }
 
+/// Of several runs, the median one by `rate` (the lower middle for an even count), and every
+/// rate in the order the runs were taken. `None` for no runs.
+pub fn median_run<T>(runs: Vec<T>, rate: impl Fn(&T) -> f64) -> Option<(T, Vec<f64>)> {
+    let rates: Vec<f64> = runs.iter().map(&rate).collect();
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by(|a, b| rates[*a].total_cmp(&rates[*b]));
+    let middle = *order.get(runs.len().saturating_sub(1) / 2)?;
+    let chosen = runs.into_iter().nth(middle)?;
+    Some((chosen, rates))
+}
+
 /// Nearest-rank percentile of sorted, non-empty `sorted`.
 fn nearest_rank(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
@@ -86,6 +97,17 @@ mod tests {
         let p = Percentiles::of(&ms(&[30, 10, 20])).expect("some");
         assert_eq!((p.p50, p.p99), (20.0, 30.0));
         assert!(Percentiles::of(&[]).is_none());
+    }
+
+    #[test]
+    fn the_median_run_keeps_its_own_figures_and_every_rate_in_order() {
+        let runs = vec![("a", 900.0), ("b", 700.0), ("c", 1000.0)];
+        let (chosen, rates) = median_run(runs, |r| r.1).expect("some");
+        assert_eq!(chosen, ("a", 900.0));
+        assert_eq!(rates, [900.0, 700.0, 1000.0]);
+        let (chosen, _) = median_run(vec![2.0, 1.0], |r| *r).expect("some");
+        assert_eq!(chosen, 1.0, "the lower middle of an even count");
+        assert!(median_run(Vec::<f64>::new(), |r| *r).is_none());
     }
 
     #[test]
