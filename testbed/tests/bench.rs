@@ -61,7 +61,11 @@ fn quick_bench_writes_every_path_and_the_plots() {
         // Each rate is the median of the transfers taken, every one of them kept.
         for runs in ["stdout_runs_mb_s", "stdin_runs_mb_s"] {
             let runs = p[runs].as_array().expect("runs");
-            assert_eq!(runs.len() as u64, json["transfers"].as_u64().unwrap(), "{path}");
+            assert_eq!(
+                runs.len() as u64,
+                json["transfers"].as_u64().unwrap(),
+                "{path}"
+            );
         }
         assert!(stdout.contains(path), "the table names {path}:\n{stdout}");
     }
