@@ -155,7 +155,7 @@ fn throughput_plot(report: &BenchReport, file: &Path) -> Result<(), BenchError> 
         .collect();
     let caption = format!(
         "throughput, {} MiB (loopback TCP {:.0}, chain copy {:.0}, target ≥ {TARGET_STDOUT_MB_S:.0} MB/s)",
-        report.transfer_bytes / (1024 * 1024),
+        report.shape.transfer_bytes / (1024 * 1024),
         report.loopback_mb_s,
         report.chain_copy.mb_s
     );

@@ -23,14 +23,8 @@ pub const TARGET_IDLE_KIB: f64 = 64.0;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
-    pub quick: bool,
-    /// `release` or `debug`: which hop binaries were measured.
-    pub build: String,
-    pub cpus: usize,
-    pub setup_samples: usize,
-    pub transfer_bytes: u64,
-    /// Transfers per path and direction, and per floor: each rate is their median.
-    pub transfers: usize,
+    #[serde(flatten)]
+    pub shape: RunShape,
     pub loopback_mb_s: f64,
     pub loopback_runs_mb_s: Vec<f64>,
     /// Every crossing stdout makes through the whole chain, with no protocol work (`floor`).
@@ -136,7 +130,7 @@ pub struct PathFigures {
 }
 
 /// How the run was made.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RunShape {
     pub quick: bool,
     /// `release` or `debug`: which hop binaries were measured.
@@ -144,6 +138,7 @@ pub struct RunShape {
     pub cpus: usize,
     pub setup_samples: usize,
     pub transfer_bytes: u64,
+    /// Transfers per path and direction, and per floor: each rate is their median.
     pub transfers: usize,
 }
 
@@ -196,12 +191,7 @@ pub fn assemble(
     let chain_copy = ChainCopyReport::from_floor(&chain_copy);
     let targets = targets(figures, breakdowns, &concurrency, &chain_copy);
     BenchReport {
-        quick: shape.quick,
-        build: shape.build,
-        cpus: shape.cpus,
-        setup_samples: shape.setup_samples,
-        transfer_bytes: shape.transfer_bytes,
-        transfers: shape.transfers,
+        shape,
         loopback_mb_s: round3(loopback_mb_s),
         loopback_runs_mb_s: rounded(&loopback.1),
         chain_copy,
@@ -439,12 +429,12 @@ impl BenchReport {
         let _ = writeln!(
             t,
             "execlab bench ({}, {} build, {} CPUs, {} setup samples/path, {} × {} MiB transfers per path and direction: rates are their median)",
-            if self.quick { "quick" } else { "full" },
-            self.build,
-            self.cpus,
-            self.setup_samples,
-            self.transfers,
-            self.transfer_bytes / (1024 * 1024)
+            if self.shape.quick { "quick" } else { "full" },
+            self.shape.build,
+            self.shape.cpus,
+            self.shape.setup_samples,
+            self.shape.transfers,
+            self.shape.transfer_bytes / (1024 * 1024)
         );
         let _ = writeln!(
             t,
