@@ -1,8 +1,12 @@
 //! Where a path's setup time goes, from the hops' own logs.
 //!
 //! Each setup sample's session id is on every hop's trace events, so its time splits into
-//! runc's part (shim-exec's `runc_started` → `process_started`: `runc exec` starting the
-//! process) and the rest, which is what the hops themselves add. Raw `runc exec` varies by
+//! runc's part and the rest, which is what the hops themselves add. runc's part runs from
+//! shim-exec's `runc_started` to the process's first output (the first `first_byte`, logged
+//! by the hop that reads the process's FIFO), or to `process_started` when no hop reads it.
+//! `runc exec --detach` returns before the process runs: its parent exits, then `runc init`
+//! finishes and execs the process (perf's sched tracepoints show the process's `execve`
+//! 0.3–2 ms after runc's exit here), and that time is runc's, not the hops'. Raw `runc exec` varies by
 //! several ms from one call to the next. The rest, taken exec by exec, does not carry that
 //! variance, so it says what the hops cost far more steadily than a difference of two paths'
 //! p50s. The median gap before each event then shows which step of which hop spends it.
@@ -77,12 +81,17 @@ pub fn split(
         };
         // The setup ends with the first output byte: the last hop's `first_byte` (none when
         // the client reads the FIFOs itself, as on the shim path: then the process running).
-        let end = events
-            .iter()
-            .filter(|e| e.event == "first_byte")
-            .map(|e| e.at)
-            .max()
-            .unwrap_or(running);
+        let first_bytes = || {
+            events
+                .iter()
+                .filter(|e| e.event == "first_byte")
+                .map(|e| e.at)
+        };
+        let end = first_bytes().max().unwrap_or(running);
+        // runc's part ends once the process has run: its first output, read by the lowest hop.
+        let running = first_bytes()
+            .min()
+            .map_or(running, |first| first.max(running));
         let runc_part = running.duration_since(started).unwrap_or_default();
         runc.push(runc_part);
         rest.push(setup.saturating_sub(runc_part));
@@ -139,7 +148,8 @@ mod tests {
             // Another hop logs while runc runs: still runc's time.
             event(Hop::ApiserverProxy, "upgrade", 4),
             event(Hop::ShimExec, "process_started", 3 + runc_ms),
-            event(Hop::CriStreaming, "first_byte", 4 + runc_ms),
+            event(Hop::CriStreaming, "first_byte", 3 + runc_ms),
+            event(Hop::ApiserverProxy, "first_byte", 4 + runc_ms),
             // After the first byte: not setup.
             event(Hop::ShimExec, "exit", 9 + runc_ms),
         ]
@@ -182,6 +192,26 @@ mod tests {
             split.steps
         );
         assert_eq!(split.costliest(1), "shim-exec runc_started 2.00");
+    }
+
+    #[test]
+    fn runc_time_lasts_until_the_process_first_writes() {
+        // runc exec --detach has returned (process_started at 13), but the process writes
+        // only at 15, read by cri-streaming; the apiserver passes it on at 16.
+        let events = vec![
+            event(Hop::ApiserverProxy, "accept", 0),
+            event(Hop::ShimExec, "runc_started", 3),
+            event(Hop::ShimExec, "process_started", 13),
+            event(Hop::CriStreaming, "process_started", 14),
+            event(Hop::CriStreaming, "first_byte", 15),
+            event(Hop::ApiserverProxy, "first_byte", 16),
+        ];
+        let sessions = BTreeMap::from([("a".to_string(), events)]);
+        let split = split(&sessions, &[(Duration::from_millis(17), "a".into())]).expect("split");
+        assert_eq!(split.runc_ms.p50, 12.0);
+        assert_eq!(split.without_runc_ms.p50, 5.0);
+        let steps: Vec<String> = split.steps.iter().map(|s| s.event.clone()).collect();
+        assert_eq!(steps, ["runc_started", "first_byte"], "{:?}", split.steps);
     }
 
     #[test]

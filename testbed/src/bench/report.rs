@@ -328,7 +328,7 @@ impl BenchReport {
         }
         let _ = writeln!(
             t,
-            "setup without runc (per exec: setup − shim-exec's runc exec)\n{:<17} {:>5} {:>9} {:>9} {:>9}  costliest steps (median ms before the event)",
+            "setup without runc (per exec: setup − shim-exec's runc exec until the process's first output)\n{:<17} {:>5} {:>9} {:>9} {:>9}  costliest steps (median ms before the event)",
             "path", "n", "runc p50", "rest p50", "rest p90"
         );
         for path in PathName::EVERY {
