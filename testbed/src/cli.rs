@@ -189,15 +189,15 @@ async fn up_foreground(args: &UpArgs) -> Result<ExitCode, LabError> {
         () = signals.recv() => return Ok(interrupted_while_starting()),
     };
     println!("{}", ready_message(&lab, false));
-    let mut reported_exit = false;
+    let mut reported = std::collections::BTreeSet::new();
     loop {
         tokio::select! {
             () = signals.recv() => break,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                if let Err(e) = lab.check_running() {
-                    if !reported_exit {
-                        eprintln!("execlab: {e}\nexeclab: the lab keeps running without it; Ctrl-C stops everything");
-                        reported_exit = true;
+                for exit in lab.exited() {
+                    let (who, text) = describe_exit(&exit);
+                    if reported.insert(who) {
+                        eprintln!("execlab: {text}\nexeclab: the lab keeps running without it; Ctrl-C stops everything");
                     }
                 }
             }
@@ -215,6 +215,26 @@ async fn up_foreground(args: &UpArgs) -> Result<ExitCode, LabError> {
         dir.join("logs").display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Who exited (each is reported once) and what to say: a hop that was ready exited while the
+/// lab ran, not "before it was ready" as the start-up error says.
+fn describe_exit(exit: &LabError) -> (String, String) {
+    match exit {
+        LabError::HopExited {
+            hop,
+            status,
+            log,
+            tail,
+        } => (
+            hop.to_string(),
+            format!(
+                "{hop} exited ({status}) while the lab was running; its log {}:\n{tail}",
+                log.display()
+            ),
+        ),
+        other => ("containerd".to_string(), other.to_string()),
+    }
 }
 
 fn interrupted_while_starting() -> ExitCode {
@@ -396,6 +416,22 @@ fn ready_text(dir: &Path, ready_in: Duration, supervisor: u32, detached: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hop_that_exits_while_the_lab_runs_is_not_said_to_have_died_starting() {
+        let exit = LabError::HopExited {
+            hop: crate::Hop::KubeletStream,
+            status: "exit code 0".into(),
+            log: PathBuf::from("/lab/logs/kubelet-stream.log"),
+            tail: "last line".into(),
+        };
+        let (who, text) = describe_exit(&exit);
+        assert_eq!(who, "kubelet-stream");
+        assert_eq!(
+            text,
+            "kubelet-stream exited (exit code 0) while the lab was running; its log /lab/logs/kubelet-stream.log:\nlast line"
+        );
+    }
     use clap::ValueEnum;
 
     /// `up --detach` and `fault` (in its namespace) pass `--runtime` on by `to_args`: each

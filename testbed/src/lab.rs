@@ -636,12 +636,24 @@ impl Lab {
 
     /// `Err(HopExited)` for the first hop that is no longer running.
     pub fn check_running(&mut self) -> Result<(), LabError> {
+        self.exited().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every process of the lab that has exited (containerd first, then the hops in start
+    /// order), again on each call. Each one is polled, so none is left a zombie.
+    pub fn exited(&mut self) -> Vec<LabError> {
+        let mut exits = Vec::new();
         if let Some(containerd) = &mut self.containerd {
-            containerd.check_running()?;
+            if let Err(e) = containerd.check_running() {
+                exits.push(e.into());
+            }
         }
-        self.processes
-            .iter_mut()
-            .try_for_each(HopProcess::check_running)
+        exits.extend(
+            self.processes
+                .iter_mut()
+                .filter_map(|p| p.check_running().err()),
+        );
+        exits
     }
 
     /// Stops every hop (API server first) and sweeps; `Err(Leftovers)` if anything survived.

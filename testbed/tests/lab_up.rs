@@ -98,10 +98,11 @@ fn kubectl_exec_runs_through_every_hop_and_stop_leaves_nothing() {
     assert_eq!(host_network_state(), before, "iptables or netns changed");
 }
 
-/// `execlab up` in the foreground: ready under the budget, `status` shows every hop healthy,
-/// Ctrl-C (SIGINT) stops everything and exits 0 with nothing left behind.
+/// `execlab up` in the foreground: ready under the budget, `status` shows every hop healthy.
+/// Two hops then die: each is reported once as having exited while the lab ran, and neither
+/// is left a zombie. Ctrl-C (SIGINT) stops the rest and exits 0 with nothing left behind.
 #[test]
-fn execlab_up_then_ctrl_c_leaves_nothing_behind() {
+fn execlab_up_reports_dead_hops_then_ctrl_c_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("lab");
     let before = host_network_state();
@@ -182,6 +183,53 @@ fn execlab_up_then_ctrl_c_leaves_nothing_behind() {
     assert!(status.status.success(), "status: {status_text}");
     for hop in Hop::CHAIN {
         assert!(status_text.contains(hop.name()), "{status_text}");
+    }
+
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("lab.json")).unwrap()).unwrap();
+    let pid_of = |hop: Hop| {
+        record["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["hop"] == hop.name())
+            .and_then(|h| h["pid"].as_i64())
+            .unwrap_or_else(|| panic!("no pid for {hop} in {record}")) as i32
+    };
+    let dead = [Hop::KubeletStream, Hop::ApiserverProxy];
+    for hop in dead {
+        kill(Pid::from_raw(pid_of(hop)), Signal::SIGKILL).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reported = |output: &[String], hop: Hop| {
+        let said =
+            format!("stderr: execlab: {hop} exited (killed by SIGKILL) while the lab was running");
+        output.iter().filter(|l| l.starts_with(&said)).count()
+    };
+    while dead.iter().any(|hop| reported(&output, *hop) == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "both deaths reported within 10 s:\n{}",
+            output.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        while let Ok(line) = lines.try_recv() {
+            output.push(line);
+        }
+    }
+    // Reported once each, in the words of a hop that was running, and reaped.
+    std::thread::sleep(Duration::from_millis(1200));
+    while let Ok(line) = lines.try_recv() {
+        output.push(line);
+    }
+    for hop in dead {
+        assert_eq!(reported(&output, hop), 1, "{}", output.join("\n"));
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid_of(hop)));
+        assert!(
+            stat.is_err(),
+            "{hop} was not reaped: {}",
+            stat.unwrap_or_default()
+        );
     }
 
     kill(Pid::from_raw(up.id() as i32), Signal::SIGINT).unwrap();
