@@ -98,6 +98,36 @@ fn kubectl_exec_runs_through_every_hop_and_stop_leaves_nothing() {
     assert_eq!(host_network_state(), before, "iptables or netns changed");
 }
 
+/// A foreground `execlab up`, stopped as Ctrl-C would if the test fails before it does.
+struct StopOnDrop(std::process::Child);
+
+impl std::ops::Deref for StopOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for StopOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGINT);
+            let deadline = Instant::now() + Duration::from_secs(40);
+            while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// `execlab up` in the foreground: ready under the budget, `status` shows every hop healthy.
 /// Two hops then die: each is reported once as having exited while the lab ran, and neither
 /// is left a zombie. Ctrl-C (SIGINT) stops the rest and exits 0 with nothing left behind.
@@ -106,15 +136,17 @@ fn execlab_up_reports_dead_hops_then_ctrl_c_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("lab");
     let before = host_network_state();
-    let mut up = Command::new(env!("CARGO_BIN_EXE_execlab"))
-        .arg("up")
-        .arg("--dir")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut up = StopOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_execlab"))
+            .arg("up")
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (lines_tx, lines) = mpsc::channel::<String>();
     let stdout = up.stdout.take().unwrap();
     let stderr = up.stderr.take().unwrap();
