@@ -416,6 +416,7 @@ fn ready_text(dir: &Path, ready_in: Duration, supervisor: u32, detached: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::ValueEnum;
 
     #[test]
     fn a_hop_that_exits_while_the_lab_runs_is_not_said_to_have_died_starting() {
@@ -432,7 +433,6 @@ mod tests {
             "kubelet-stream exited (exit code 0) while the lab was running; its log /lab/logs/kubelet-stream.log:\nlast line"
         );
     }
-    use clap::ValueEnum;
 
     /// `up --detach` and `fault` (in its namespace) pass `--runtime` on by `to_args`: each
     /// runtime must come back the same from both commands' parsers.
