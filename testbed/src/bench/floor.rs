@@ -285,30 +285,23 @@ fn tls_client(
     Ok(StreamOwned::new(conn, buffered(tcp)?))
 }
 
-/// A throwaway certificate for `localhost`, and both sides' configs with the hops' provider.
+/// A throwaway certificate for `localhost`, and both sides' configs as the hops build them
+/// (`hop_kit::tls`: cipher order, ALPN, tickets).
 fn self_signed_tls() -> Result<(Arc<ServerConfig>, Arc<ClientConfig>), MeasureError> {
     let failed =
         |e: &dyn std::fmt::Display| MeasureError::Unexpected(format!("chain copy TLS: {e}"));
     let issued =
         rcgen::generate_simple_self_signed(vec!["localhost".into()]).map_err(|e| failed(&e))?;
     let cert = issued.cert.der().clone();
-    let key =
-        PrivateKeyDer::try_from(issued.signing_key.serialize_der()).map_err(|e| failed(&e))?;
-    let provider = hop_kit::tls::provider();
-    let server = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| failed(&e))?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .map_err(|e| failed(&e))?;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).map_err(|e| failed(&e))?;
-    let client = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| failed(&e))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok((Arc::new(server), Arc::new(client)))
+    let serving = hop_kit::tls::Pem {
+        cert_chain: vec![cert.clone()],
+        key: Arc::new(
+            PrivateKeyDer::try_from(issued.signing_key.serialize_der()).map_err(|e| failed(&e))?,
+        ),
+    };
+    let server = hop_kit::ServerTls::new(serving, None).map_err(|e| failed(&e))?;
+    let client = hop_kit::tls::client_config(vec![cert], None).map_err(|e| failed(&e))?;
+    Ok((server.config(), client))
 }
 
 #[cfg(test)]
