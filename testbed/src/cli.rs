@@ -233,7 +233,8 @@ fn describe_exit(exit: &LabError) -> (String, String) {
                 log.display()
             ),
         ),
-        other => ("containerd".to_string(), other.to_string()),
+        // containerd's exit: reported once by its own text.
+        other => (other.to_string(), other.to_string()),
     }
 }
 
