@@ -55,7 +55,7 @@ impl TlsClient {
             let cert = cert.map_err(|e| tls_err(ca, e.to_string()))?;
             roots.add(cert).map_err(|e| tls_err(ca, e.to_string()))?;
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| tls_err(ca, e.to_string()))?

@@ -14,7 +14,7 @@ use rustls::server::WebPkiClientVerifier;
 use x509_parser::prelude::*;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 fn cert(path: &Path) -> CertificateDer<'static> {

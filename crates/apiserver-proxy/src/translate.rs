@@ -228,7 +228,7 @@ mod tests {
     #[tokio::test]
     async fn an_open_session_task_stays_small() {
         let mut request = http::Request::new(());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let tls = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("protocol versions")
