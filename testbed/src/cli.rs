@@ -190,10 +190,20 @@ async fn up_foreground(args: &UpArgs) -> Result<ExitCode, LabError> {
     };
     println!("{}", ready_message(&lab, false));
     let mut reported = std::collections::BTreeSet::new();
+    let mut orphaned = false;
     loop {
         tokio::select! {
             () = signals.recv() => break,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if !lab.still_owns_dir() {
+                    eprintln!(
+                        "execlab: {} no longer names this lab (was {} removed?); stopping the lab",
+                        lab.layout().lab_record().display(),
+                        lab.dir().display()
+                    );
+                    orphaned = true;
+                    break;
+                }
                 for exit in lab.exited() {
                     let (who, text) = describe_exit(&exit);
                     if reported.insert(who) {
@@ -214,7 +224,12 @@ async fn up_foreground(args: &UpArgs) -> Result<ExitCode, LabError> {
         dir.display(),
         dir.join("logs").display()
     );
-    Ok(ExitCode::SUCCESS)
+    // Not stopped on request: a script waiting on `up` learns that the lab went away.
+    Ok(if orphaned {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Who exited (each is reported once) and what to say: a hop that was ready exited while the

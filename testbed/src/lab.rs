@@ -639,6 +639,17 @@ impl Lab {
         self.exited().into_iter().next().map_or(Ok(()), Err)
     }
 
+    /// Whether `DIR/lab.json` still names this lab's supervisor. It does not once the directory
+    /// was removed (or replaced) under a running lab: the hops' sockets and the runc state went
+    /// with it, so the lab can no longer work, and nothing else can find it to stop it.
+    pub fn still_owns_dir(&self) -> bool {
+        matches!(
+            LabRecord::read(&self.layout.lab_record()),
+            Ok(Some(record)) if record.supervisor_pid == self.record.supervisor_pid
+                && record.supervisor_start_time == self.record.supervisor_start_time
+        )
+    }
+
     /// Every process of the lab that has exited (containerd first, then the hops in start
     /// order), again on each call. Each one is polled, so none is left a zombie.
     pub fn exited(&mut self) -> Vec<LabError> {

@@ -97,6 +97,17 @@ impl LabLayout {
     pub fn runc_root(&self) -> PathBuf {
         self.state_dir().join("runc")
     }
+    /// Where a sweep looks for the lab's runc containers: the runc root, and the same root on
+    /// the tmpfs, which outlives `DIR/state` when DIR was removed under a running lab.
+    pub fn runc_roots(&self) -> Vec<PathBuf> {
+        let on_tmpfs = self.volatile_root().join("state").join("runc");
+        let mut roots = vec![self.runc_root()];
+        let same = |a: &Path, b: &Path| matches!((fs::canonicalize(a), fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b);
+        if on_tmpfs.is_dir() && !same(&on_tmpfs, &roots[0]) {
+            roots.push(on_tmpfs);
+        }
+        roots
+    }
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
     }
@@ -290,6 +301,28 @@ mod tests {
             };
         }
         assert!(!layout.volatile_root().exists());
+    }
+
+    /// The sweep finds runc's state on the tmpfs even after DIR (and its links) is gone.
+    #[test]
+    fn runc_roots_include_the_tmpfs_one_once_dir_is_removed() {
+        if !is_tmpfs(Path::new(VOLATILE_BASE)) {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = LabLayout::new(&tmp.path().join("lab")).unwrap();
+        layout.create_dirs().unwrap();
+        fs::create_dir_all(layout.runc_root()).unwrap();
+        assert_eq!(layout.runc_roots(), vec![layout.runc_root()]);
+        fs::remove_dir_all(layout.root()).unwrap();
+        assert_eq!(
+            layout.runc_roots(),
+            vec![
+                layout.runc_root(),
+                layout.volatile_root().join("state").join("runc")
+            ]
+        );
+        fs::remove_dir_all(layout.volatile_root()).unwrap();
     }
 
     #[test]

@@ -67,15 +67,22 @@ pub fn sweep(layout: &LabLayout, runc: &str) -> SweepReport {
     report
 }
 
-/// Container ids in the lab's runc root.
+/// Container ids in the lab's runc roots.
 pub fn runc_containers(layout: &LabLayout, runc: &str) -> Vec<String> {
-    let root = layout.runc_root();
+    layout
+        .runc_roots()
+        .iter()
+        .flat_map(|root| runc_containers_in(root, runc))
+        .collect()
+}
+
+fn runc_containers_in(root: &Path, runc: &str) -> Vec<String> {
     if !root.is_dir() {
         return Vec::new();
     }
     Command::new(runc)
         .arg("--root")
-        .arg(&root)
+        .arg(root)
         .args(["list", "-q"])
         .output()
         .map(|out| {
@@ -90,21 +97,23 @@ pub fn runc_containers(layout: &LabLayout, runc: &str) -> Vec<String> {
 }
 
 fn delete_runc_containers(layout: &LabLayout, runc: &str, report: &mut SweepReport) {
-    for id in runc_containers(layout, runc) {
-        let deleted = Command::new(runc)
-            .arg("--root")
-            .arg(layout.runc_root())
-            .args(["delete", "--force", &id])
-            .output();
-        match deleted {
-            Ok(out) if out.status.success() => report.runc_containers_deleted.push(id),
-            Ok(out) => report.problems.push(format!(
-                "runc delete --force {id}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
-            Err(e) => report
-                .problems
-                .push(format!("runc delete --force {id}: {e}")),
+    for root in layout.runc_roots() {
+        for id in runc_containers_in(&root, runc) {
+            let deleted = Command::new(runc)
+                .arg("--root")
+                .arg(&root)
+                .args(["delete", "--force", &id])
+                .output();
+            match deleted {
+                Ok(out) if out.status.success() => report.runc_containers_deleted.push(id),
+                Ok(out) => report.problems.push(format!(
+                    "runc delete --force {id}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+                Err(e) => report
+                    .problems
+                    .push(format!("runc delete --force {id}: {e}")),
+            }
         }
     }
 }

@@ -128,19 +128,15 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// `execlab up` in the foreground: ready under the budget, `status` shows every hop healthy.
-/// Two hops then die: each is reported once as having exited while the lab ran, and neither
-/// is left a zombie. Ctrl-C (SIGINT) stops the rest and exits 0 with nothing left behind.
-#[test]
-fn execlab_up_reports_dead_hops_then_ctrl_c_leaves_nothing_behind() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("lab");
-    let before = host_network_state();
+/// Starts `execlab up --dir DIR` in the foreground and waits (60 s at most) for its ready
+/// line. Returns the process, its output lines as they come (stderr's prefixed `stderr: `) and
+/// those read so far.
+fn up_foreground(dir: &Path) -> (StopOnDrop, mpsc::Receiver<String>, Vec<String>) {
     let mut up = StopOnDrop(
         Command::new(env!("CARGO_BIN_EXE_execlab"))
             .arg("up")
             .arg("--dir")
-            .arg(&dir)
+            .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -161,34 +157,63 @@ fn execlab_up_reports_dead_hops_then_ctrl_c_leaves_nothing_behind() {
             let _ = err_tx.send(format!("stderr: {line}"));
         }
     });
-
-    let kubeconfig = dir.join("kubeconfig");
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut output = Vec::new();
-    let ready_line = loop {
+    loop {
         while let Ok(line) = lines.try_recv() {
             output.push(line);
         }
-        if let Some(line) = output.iter().find(|l| l.contains("lab ready in")) {
-            break line.clone();
+        if output.iter().any(|l| l.contains("lab ready in")) {
+            return (up, lines, output);
         }
         if let Ok(Some(status)) = up.try_wait() {
             panic!(
                 "execlab up exited ({status}) before ready:\n{}\n{}",
                 output.join("\n"),
-                dump_logs(&dir)
+                dump_logs(dir)
             );
         }
         if Instant::now() > deadline {
-            let _ = up.kill();
             panic!(
                 "execlab up not ready in 60 s:\n{}\n{}",
                 output.join("\n"),
-                dump_logs(&dir)
+                dump_logs(dir)
             );
         }
         std::thread::sleep(Duration::from_millis(20));
-    };
+    }
+}
+
+/// Waits for `up` to exit, at most `limit`; returns its status.
+fn wait_exit(up: &mut StopOnDrop, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = up.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "execlab up still running after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `execlab up` in the foreground: ready under the budget, `status` shows every hop healthy.
+/// Two hops then die: each is reported once as having exited while the lab ran, and neither
+/// is left a zombie. Ctrl-C (SIGINT) stops the rest and exits 0 with nothing left behind.
+#[test]
+fn execlab_up_reports_dead_hops_then_ctrl_c_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lab");
+    let before = host_network_state();
+    let (mut up, lines, mut output) = up_foreground(&dir);
+    let kubeconfig = dir.join("kubeconfig");
+    let ready_line = output
+        .iter()
+        .find(|l| l.contains("lab ready in"))
+        .cloned()
+        .unwrap_or_default();
     assert!(kubeconfig.exists(), "ready means the kubeconfig exists");
     let seconds: f64 = ready_line
         .split("lab ready in ")
@@ -265,21 +290,80 @@ fn execlab_up_reports_dead_hops_then_ctrl_c_leaves_nothing_behind() {
     }
 
     kill(Pid::from_raw(up.id() as i32), Signal::SIGINT).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let exit = loop {
-        if let Some(status) = up.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = up.kill();
-            panic!("execlab up did not stop within 40 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = wait_exit(&mut up, Duration::from_secs(40));
     while let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
         output.push(line);
     }
     assert!(exit.success(), "exit {exit}:\n{}", output.join("\n"));
+    assert_no_traces(&dir, &ports);
+    assert_eq!(host_network_state(), before, "iptables or netns changed");
+}
+
+/// `rm -rf DIR` under a running lab: its sockets and runc's root go with DIR, so the lab can no
+/// longer work, and `down` can no longer find it. The supervisor notices, says why, stops the
+/// hops, deletes the containers from runc's state on the tmpfs, and exits 1. Nothing is left:
+/// no hop, no container process, no tmpfs directory.
+#[test]
+fn removing_the_lab_dir_stops_the_lab_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lab");
+    let before = host_network_state();
+    let (mut up, lines, mut output) = up_foreground(&dir);
+    let ports = lab_ports(&dir);
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("lab.json")).unwrap()).unwrap();
+    let mut pids: Vec<i64> = record["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["pid"].as_i64())
+        .collect();
+    assert_eq!(pids.len(), Hop::STARTED.len(), "{record}");
+    let containers = Command::new("runc")
+        .arg("--root")
+        .arg(dir.join("state/runc"))
+        .args(["list", "--format", "json"])
+        .output()
+        .unwrap();
+    let containers: serde_json::Value = serde_json::from_slice(&containers.stdout).unwrap();
+    let container_pids: Vec<i64> = containers
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["pid"].as_i64())
+        .collect();
+    assert!(!container_pids.is_empty(), "the pod's containers run");
+    pids.extend(&container_pids);
+    pids.extend(
+        execlab::sweep::shim_pids(&execlab::LabLayout::new(&dir).unwrap())
+            .iter()
+            .map(|p| i64::from(*p)),
+    );
+    let volatile = std::fs::read_link(dir.join("state"))
+        .ok()
+        .and_then(|state| state.parent().map(Path::to_path_buf));
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    let exit = wait_exit(&mut up, Duration::from_secs(60));
+    while let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+        output.push(line);
+    }
+    let text = output.join("\n");
+    assert_eq!(exit.code(), Some(1), "{text}");
+    assert!(
+        text.contains("no longer names this lab") && text.contains("stopping the lab"),
+        "{text}"
+    );
+    for pid in pids {
+        assert!(
+            !execlab::procfs::is_alive(pid as u32),
+            "process {pid} outlived its lab: {:?}\n{text}",
+            execlab::procfs::cmdline(pid as u32)
+        );
+    }
+    if let Some(volatile) = volatile {
+        assert!(!volatile.exists(), "{} is left\n{text}", volatile.display());
+    }
     assert_no_traces(&dir, &ports);
     assert_eq!(host_network_state(), before, "iptables or netns changed");
 }
