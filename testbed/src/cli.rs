@@ -219,11 +219,15 @@ async fn up_foreground(args: &UpArgs) -> Result<ExitCode, LabError> {
     for (hop, ending) in &report.hops {
         tracing::info!(%hop, ?ending, "stopped");
     }
-    eprintln!(
-        "execlab: stopped; nothing left behind in {} (logs kept in {})",
-        dir.display(),
-        dir.join("logs").display()
-    );
+    if orphaned {
+        eprintln!("execlab: stopped; nothing left behind");
+    } else {
+        eprintln!(
+            "execlab: stopped; nothing left behind in {} (logs kept in {})",
+            dir.display(),
+            dir.join("logs").display()
+        );
+    }
     // Not stopped on request: a script waiting on `up` learns that the lab went away.
     Ok(if orphaned {
         ExitCode::FAILURE

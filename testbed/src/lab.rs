@@ -640,8 +640,9 @@ impl Lab {
     }
 
     /// Whether `DIR/lab.json` still names this lab's supervisor. It does not once the directory
-    /// was removed (or replaced) under a running lab: the hops' sockets and the runc state went
-    /// with it, so the lab can no longer work, and nothing else can find it to stop it.
+    /// was removed (or replaced) under a running lab: the paths to the hops' sockets and to
+    /// runc's state went with it, so the lab can no longer work, and nothing else can find it
+    /// to stop it.
     pub fn still_owns_dir(&self) -> bool {
         matches!(
             LabRecord::read(&self.layout.lab_record()),

@@ -102,7 +102,10 @@ impl LabLayout {
     pub fn runc_roots(&self) -> Vec<PathBuf> {
         let on_tmpfs = self.volatile_root().join("state").join("runc");
         let mut roots = vec![self.runc_root()];
-        let same = |a: &Path, b: &Path| matches!((fs::canonicalize(a), fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b);
+        let same = |a: &Path, b: &Path| match (fs::canonicalize(a), fs::canonicalize(b)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
         if on_tmpfs.is_dir() && !same(&on_tmpfs, &roots[0]) {
             roots.push(on_tmpfs);
         }
