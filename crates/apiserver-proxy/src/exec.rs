@@ -248,7 +248,7 @@ pub async fn handle(
             Ok(opts) => opts,
             Err(status) => return status.into_response(),
         };
-        let Some(pod) = state.pods.get(&target.namespace, &target.name).await else {
+        let Some(pod) = state.pods.lookup(&target.namespace, &target.name).await else {
             return ApiStatus::not_found("pods", &target.name).into_response();
         };
         let location = match stream_location(kind, &pod, &opts) {

@@ -1,7 +1,8 @@
 //! Pods: a cache fed by the kubelets' `/pods`, lookups, and the `kubectl get pods` table.
 //!
 //! Without etcd the kubelets are the source of truth. A request refreshes every node's list when
-//! the last refresh is older than [`MAX_LIST_AGE`] (bounded by the kubelet client timeout); a node
+//! the last refresh is older than [`MAX_LIST_AGE`] (bounded by the kubelet client timeout); an
+//! exec to a known pod does it in the background instead ([`PodCache::lookup`]); a node
 //! that does not answer keeps its last known pods, as etcd would keep them, so an exec to a pod on
 //! a dead kubelet reaches the dial and fails with upstream's `error dialing backend: ...` rather
 //! than a NotFound. Each pod's `spec.nodeName` is set to the `--node` name it was listed from:
@@ -111,6 +112,43 @@ impl PodCache {
             .await
             .into_iter()
             .find(|p| pod_name(p) == name)
+    }
+
+    /// The pod a stream request (exec, attach, port-forward) names. A pod already known is
+    /// answered at once, and stale lists are refreshed in the background: the real API server
+    /// finds the pod in its watch cache, so this stand-in's `/pods` round trip to the kubelet
+    /// must not sit on the exec's path (it did once a second, and showed in the setup times).
+    /// An unknown pod is looked up as [`PodCache::get`] does, so a pod that just started is
+    /// found.
+    pub async fn lookup(&self, namespace: &str, name: &str) -> Option<Value> {
+        let known = self
+            .by_node
+            .lock()
+            .await
+            .values()
+            .flatten()
+            .find(|p| pod_namespace(p) == namespace && pod_name(p) == name)
+            .cloned();
+        match known {
+            Some(pod) => {
+                self.refresh_in_background_if_stale();
+                Some(pod)
+            }
+            None => self.get(namespace, name).await,
+        }
+    }
+
+    fn refresh_in_background_if_stale(&self) {
+        // Held: a refresh is running already.
+        let Ok(last) = self.last_refresh.try_lock() else {
+            return;
+        };
+        if last.is_some_and(|t| t.elapsed() < MAX_LIST_AGE) {
+            return;
+        }
+        drop(last);
+        let cache = self.clone();
+        tokio::spawn(async move { cache.refresh_if_stale().await });
     }
 }
 
@@ -374,4 +412,61 @@ pub fn human_duration(d: Duration) -> String {
         };
     }
     format!("{}y", hours / 24 / 365)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubelet::NodeAddress;
+
+    /// A kubelet that accepts and never answers: a refresh against it hangs until the client's
+    /// timeout.
+    async fn silent_kubelet() -> (tokio::net::TcpListener, KubeletClient) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let node: NodeAddress = format!("n1={}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let tls = rustls::ClientConfig::builder_with_provider(hop_kit::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        (listener, KubeletClient::new(vec![node], Arc::new(tls)))
+    }
+
+    fn pod(namespace: &str, name: &str) -> Value {
+        json!({"metadata": {"namespace": namespace, "name": name}})
+    }
+
+    #[tokio::test]
+    async fn a_known_pod_is_found_without_waiting_for_a_stale_refresh() {
+        let (_kubelet, client) = silent_kubelet().await;
+        let cache = PodCache::new(client);
+        cache
+            .by_node
+            .lock()
+            .await
+            .insert("n1".into(), vec![pod("default", "web")]);
+        *cache.last_refresh.lock().await = Some(Instant::now() - 2 * MAX_LIST_AGE);
+
+        let found =
+            tokio::time::timeout(Duration::from_millis(500), cache.lookup("default", "web"))
+                .await
+                .expect("answered from the cache, not after the kubelet");
+        assert_eq!(found.as_ref().map(pod_name), Some("web"));
+        // The refresh started in the background, and holds the refresh lock meanwhile.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            cache.last_refresh.try_lock().is_err(),
+            "a refresh is running"
+        );
+
+        // A pod the cache does not know waits for the lists, as `get` does.
+        let unknown =
+            tokio::time::timeout(Duration::from_millis(300), cache.lookup("default", "new")).await;
+        assert!(
+            unknown.is_err(),
+            "an unknown pod is looked up at the kubelet"
+        );
+    }
 }
