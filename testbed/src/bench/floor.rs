@@ -310,7 +310,9 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn chain_copy_moves_every_byte_and_counts_the_cpu() {
-        let floor = chain_copy(8 * 1024 * 1024).await.unwrap();
+        // Long enough (~70 ms) for /proc/stat's clock ticks to see it: 8 MiB took ~9 ms once
+        // AES-GCM got faster, and a window without a tick counted no CPU at all.
+        let floor = chain_copy(64 * 1024 * 1024).await.unwrap();
         assert!(floor.mb_s > 0.0, "{floor:?}");
         assert!(floor.cpu.total_ms_per_gib() > 0.0, "{floor:?}");
     }
