@@ -114,12 +114,11 @@ impl PodCache {
             .find(|p| pod_name(p) == name)
     }
 
-    /// The pod a stream request (exec, attach, port-forward) names. A pod already known is
-    /// answered at once, and stale lists are refreshed in the background: the real API server
-    /// finds the pod in its watch cache, so this stand-in's `/pods` round trip to the kubelet
-    /// must not sit on the exec's path (it did once a second, and showed in the setup times).
-    /// An unknown pod is looked up as [`PodCache::get`] does, so a pod that just started is
-    /// found.
+    /// The pod a stream request (exec, attach) names. A pod already known is answered at once,
+    /// and stale lists are refreshed in the background: the real API server finds the pod in
+    /// its watch cache, so this stand-in's `/pods` round trip to the kubelet must not sit on
+    /// the exec's path (it did, once a second). An unknown pod is looked up as
+    /// [`PodCache::get`] does, so a pod that just started is found.
     pub async fn lookup(&self, namespace: &str, name: &str) -> Option<Value> {
         let known = self
             .by_node
