@@ -200,11 +200,11 @@ async fn redirect_mode_answers_302_with_the_runtime_url() {
 #[tokio::test]
 async fn streaming_server_down_gives_error_dialing_backend() {
     let lab = Lab::new();
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    // Bound and never listening: a connect is refused, and no other test's server can take the
+    // port meanwhile (a port freed again was once reused by a TLS server, whose alert came back).
+    let dead = tokio::net::TcpSocket::new_v4().expect("socket");
+    dead.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
     let dead_addr = dead.local_addr().expect("addr");
-    drop(dead);
     let fake = FakeRuntime::default();
     fake.set_stream_base(&format!("http://{dead_addr}"));
     let _runtime = serve_runtime(fake, &lab.socket);
