@@ -9,8 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::pki::CertFiles;
@@ -45,37 +44,17 @@ pub struct TlsClient {
 }
 
 impl TlsClient {
+    /// The hops' own client config (`hop_kit::tls`), so a probe speaks TLS as they do.
     pub fn new(ca: &Path, identity: Option<&CertFiles>) -> Result<Self, ProbeError> {
-        let tls_err = |path: &Path, message: String| ProbeError::TlsConfig {
-            path: path.to_path_buf(),
-            message,
-        };
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(ca).map_err(|e| tls_err(ca, e.to_string()))? {
-            let cert = cert.map_err(|e| tls_err(ca, e.to_string()))?;
-            roots.add(cert).map_err(|e| tls_err(ca, e.to_string()))?;
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| tls_err(ca, e.to_string()))?
-            .with_root_certificates(roots);
-        let config = match identity {
-            Some(files) => {
-                let chain = CertificateDer::pem_file_iter(&files.cert)
-                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| tls_err(&files.cert, e.to_string()))?;
-                let key = PrivateKeyDer::from_pem_file(&files.key)
-                    .map_err(|e| tls_err(&files.key, e.to_string()))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| tls_err(&files.cert, e.to_string()))?
-            }
-            None => builder.with_no_client_auth(),
-        };
-        Ok(Self {
-            config: Arc::new(config),
-        })
+        let config = hop_kit::tls::client_config_from_files(
+            ca,
+            identity.map(|files| (files.cert.as_path(), files.key.as_path())),
+        )
+        .map_err(|e| ProbeError::TlsConfig {
+            path: ca.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(Self { config })
     }
 
     /// `GET path` on `https://addr`; the status and body, whatever the status.
