@@ -66,28 +66,42 @@ pub struct StreamOptions {
 
 impl StreamOptions {
     /// Parses the apiserver's query parameters (`command` repeated, booleans as Go's
-    /// `strconv.ParseBool` reads them). Unknown parameters are ignored.
+    /// `strconv.ParseBool` reads them). Unknown parameters are ignored. A repeated option
+    /// counts with its first value, as upstream's conversion from `url.Values` takes `values[0]`
+    /// (`Convert_Slice_string_To_string`/`_bool`); `command` is every value, in order.
     pub fn from_query(kind: StreamKind, query: &str) -> Result<Self, ApiStatus> {
-        let mut opts = StreamOptions::default();
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            let flag = |v: &str| {
+        let pairs: Vec<_> = url::form_urlencoded::parse(query.as_bytes()).collect();
+        let first = |key: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_ref())
+        };
+        let flag = |key: &str| {
+            first(key).map_or(Ok(false), |v| {
                 parse_go_bool(v).ok_or_else(|| {
                     ApiStatus::bad_request(format!(
                         "strconv.ParseBool: parsing \"{v}\": invalid syntax"
                     ))
                 })
-            };
-            match key.as_ref() {
-                "command" if kind == StreamKind::Exec => opts.command.push(value.into_owned()),
-                "container" => opts.container = value.into_owned(),
-                "stdin" => opts.stdin = flag(&value)?,
-                "stdout" => opts.stdout = flag(&value)?,
-                "stderr" => opts.stderr = flag(&value)?,
-                "tty" => opts.tty = flag(&value)?,
-                _ => {}
-            }
-        }
-        Ok(opts)
+            })
+        };
+        let command = match kind {
+            StreamKind::Exec => pairs
+                .iter()
+                .filter(|(k, _)| k == "command")
+                .map(|(_, v)| v.clone().into_owned())
+                .collect(),
+            StreamKind::Attach => Vec::new(),
+        };
+        Ok(StreamOptions {
+            command,
+            container: first("container").unwrap_or_default().to_owned(),
+            stdin: flag("stdin")?,
+            stdout: flag("stdout")?,
+            stderr: flag("stderr")?,
+            tty: flag("tty")?,
+        })
     }
 
     /// The kubelet's query: `command` repeated, `input`/`output`/`error`/`tty` = `1` when set,

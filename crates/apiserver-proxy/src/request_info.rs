@@ -67,8 +67,10 @@ impl RequestInfo {
         };
         let watch = query
             .map(|q| {
+                // The first `watch` value decides, as Go's `url.Values` conversion reads it.
                 url::form_urlencoded::parse(q.as_bytes())
-                    .any(|(k, v)| k == "watch" && (v == "true" || v == "1"))
+                    .find(|(k, _)| k == "watch")
+                    .is_some_and(|(_, v)| v == "true" || v == "1")
             })
             .unwrap_or(false);
         let verb = match *method {

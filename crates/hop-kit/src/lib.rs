@@ -19,6 +19,7 @@ pub mod session_id;
 pub mod tls;
 pub mod upgrade;
 pub mod verified_chains;
+pub mod x509_v1;
 mod write_passthrough;
 
 pub use accept::accept;

@@ -6,7 +6,8 @@
 //! (CommonNameUserConversion: user from the subject CN, groups from the O values) and the
 //! kubelet/apiserver serving setup, which requests but does not require a client certificate
 //! (`tls.RequestClientCert`) so that an unverifiable certificate ends as an HTTP 401 rather than a
-//! TLS alert.
+//! TLS alert. X.509 v1 client certificates, which webpki cannot parse and Go takes as leaves,
+//! are judged by [`crate::x509_v1`]; every other certificate by webpki.
 
 use std::fmt;
 use std::io;
@@ -14,11 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::CryptoProvider;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{
     ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
     SignatureScheme,
@@ -29,6 +31,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::read_ahead::ReadAhead;
 use crate::verified_chains::VerifiedChains;
+use crate::x509_v1::{self, V1Anchors};
 
 /// ALPN protocol every hop speaks: upgrades (SPDY, WebSocket) only exist in HTTP/1.1.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
@@ -202,13 +205,50 @@ pub enum ClientCert {
     Verified(PeerIdentity),
 }
 
+/// The client CA: webpki's verifier for v3 certificates, and the same CAs as issuers of v1
+/// leaves, which webpki refuses to parse (see [`crate::x509_v1`]).
+#[derive(Debug, Clone)]
+struct ClientCa {
+    webpki: Arc<dyn ClientCertVerifier>,
+    v1: Arc<V1Anchors>,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCa {
+    fn new(
+        ca: Vec<CertificateDer<'static>>,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, TlsError> {
+        let v1 = Arc::new(V1Anchors::new(&ca));
+        let algs = provider.signature_verification_algorithms;
+        let roots = Arc::new(root_store(ca, "client CA")?);
+        let webpki = WebPkiClientVerifier::builder_with_provider(roots, provider).build()?;
+        Ok(Self { webpki, v1, algs })
+    }
+
+    /// Verifies a client chain: a v1 leaf against the CAs directly, anything else with webpki.
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        if x509_v1::is_v1(end_entity) {
+            return Ok(self.v1.verify_leaf(end_entity, now, self.algs.all)?);
+        }
+        self.webpki
+            .verify_client_cert(end_entity, intermediates, now)
+            .map(|_| ())
+    }
+}
+
 /// Accepts any client certificate during the handshake (after checking the handshake
 /// signature against it) so that the HTTP layer can answer 401 for a bad one. The verdict is
 /// given after the handshake by [`ServerTls::client_cert`]; a chain verified here is
 /// remembered ([`VerifiedChains`]), so that one is not verified twice.
 #[derive(Debug)]
 struct RequestClientCert {
-    inner: Arc<dyn ClientCertVerifier>,
+    ca: ClientCa,
     verified: Arc<VerifiedChains>,
 }
 
@@ -222,7 +262,7 @@ impl ClientCertVerifier for RequestClientCert {
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        self.ca.webpki.root_hint_subjects()
     }
 
     fn verify_client_cert(
@@ -235,9 +275,7 @@ impl ClientCertVerifier for RequestClientCert {
             .chain(intermediates.iter().cloned())
             .collect();
         let verdict = self.verified.verify(&chain, now, || {
-            self.inner
-                .verify_client_cert(end_entity, intermediates, now)
-                .map(|_| ())
+            self.ca.verify(end_entity, intermediates, now)
         });
         if let Err(err) = verdict {
             tracing::debug!(error = %err, "client certificate not verified; left to the HTTP layer");
@@ -251,7 +289,11 @@ impl ClientCertVerifier for RequestClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        // webpki cannot parse a v1 certificate, not even for its key.
+        if x509_v1::is_v1(cert) {
+            return x509_v1::verify_tls12_signature(message, cert, dss, &self.ca.algs);
+        }
+        self.ca.webpki.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -260,11 +302,14 @@ impl ClientCertVerifier for RequestClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        if x509_v1::is_v1(cert) {
+            return x509_v1::verify_tls13_signature(message, cert, dss, &self.ca.algs);
+        }
+        self.ca.webpki.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.ca.webpki.supported_verify_schemes()
     }
 }
 
@@ -273,7 +318,7 @@ impl ClientCertVerifier for RequestClientCert {
 #[derive(Clone)]
 pub struct ServerTls {
     config: Arc<ServerConfig>,
-    client_ca: Option<Arc<dyn ClientCertVerifier>>,
+    client_ca: Option<ClientCa>,
     verified: Arc<VerifiedChains>,
 }
 
@@ -299,18 +344,14 @@ impl ServerTls {
     ) -> Result<Self, TlsError> {
         let provider = provider();
         let verified = Arc::new(VerifiedChains::default());
-        let verifier = match client_ca {
-            Some(ca) => {
-                let roots = Arc::new(root_store(ca, "client CA")?);
-                Some(WebPkiClientVerifier::builder_with_provider(roots, provider.clone()).build()?)
-            }
-            None => None,
-        };
+        let verifier = client_ca
+            .map(|ca| ClientCa::new(ca, provider.clone()))
+            .transpose()?;
         let builder =
             ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?;
         let builder = match &verifier {
-            Some(inner) => builder.with_client_cert_verifier(Arc::new(RequestClientCert {
-                inner: inner.clone(),
+            Some(ca) => builder.with_client_cert_verifier(Arc::new(RequestClientCert {
+                ca: ca.clone(),
                 verified: verified.clone(),
             })),
             None => builder.with_no_client_auth(),
@@ -354,9 +395,7 @@ impl ServerTls {
         let chain = peer_certificates.unwrap_or_default();
         let now = UnixTime::now();
         let verdict = self.verified.verify(chain, now, || {
-            verifier
-                .verify_client_cert(end_entity, intermediates, now)
-                .map(|_| ())
+            verifier.verify(end_entity, intermediates, now)
         });
         if let Err(err) = verdict {
             return ClientCert::Rejected(go_tls_error_text(&err));
@@ -389,15 +428,36 @@ pub fn client_config(
     let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
         .build()
         .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
-    let builder = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
         .with_webpki_verifier(verifier);
     let mut config = match identity {
+        Some(pem) if pem.cert_chain.first().is_some_and(|c| x509_v1::is_v1(c)) => builder
+            .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(v1_identity(
+                &provider, pem,
+            )?))),
         Some(pem) => builder.with_client_auth_cert(pem.cert_chain, (*pem.key).clone_key())?,
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A v1 client certificate with its key. rustls' own check that the two match parses the
+/// certificate with webpki, which refuses v1; Go's `tls.X509KeyPair` takes it, so the public
+/// keys are compared here.
+fn v1_identity(provider: &CryptoProvider, pem: Pem) -> Result<CertifiedKey, TlsError> {
+    let key = provider
+        .key_provider
+        .load_private_key((*pem.key).clone_key())?;
+    let leaf_spki = pem.cert_chain.first().and_then(|c| x509_v1::spki(c));
+    match (key.public_key(), leaf_spki) {
+        (Some(key_spki), Some(leaf_spki)) if key_spki.as_ref() != leaf_spki.as_slice() => {
+            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch).into())
+        }
+        // As rustls: a key that cannot tell its public half is not taken for a mismatch.
+        _ => Ok(CertifiedKey::new(pem.cert_chain, key)),
+    }
 }
 
 /// [`client_config`] from files: CA bundle, and optionally a client cert + key.

@@ -110,19 +110,22 @@ pub fn parse_command(query: &str) -> Vec<String> {
         .collect()
 }
 
-/// Stream flags from the query.
+/// Stream flags from the query. A repeated flag counts with its first value, as the kubelet's
+/// `req.FormValue` (Go's `url.Values.Get`) reads it; each alias is a key of its own.
 pub fn parse_stream_options(query: &str) -> Result<StreamOptions, NoStreamsRequested> {
-    let mut options = StreamOptions::default();
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        let on = flag(&value);
-        match key.as_ref() {
-            "input" | "stdin" => options.stdin |= on,
-            "output" | "stdout" => options.stdout |= on,
-            "error" | "stderr" => options.stderr |= on,
-            "tty" => options.tty |= on,
-            _ => {}
-        }
-    }
+    let pairs: Vec<_> = form_urlencoded::parse(query.as_bytes()).collect();
+    let on = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .is_some_and(|(_, v)| flag(v))
+    };
+    let mut options = StreamOptions {
+        stdin: on("input") || on("stdin"),
+        stdout: on("output") || on("stdout"),
+        stderr: on("error") || on("stderr"),
+        tty: on("tty"),
+    };
     if options.tty && options.stderr {
         // A terminal merges stderr into stdout; upstream silently drops the stderr request.
         options.stderr = false;
