@@ -97,6 +97,11 @@ pub struct UpArgs {
     /// (`--otlp-endpoint`; JSON, `POST URL/v1/traces`).
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// cri-streaming SIGKILLs an exec's process when its client goes away
+    /// (`--kill-exec-on-disconnect`). Default: the process runs to its end, as under
+    /// containerd 1.6 (`--runtime execlab` only).
+    #[arg(long)]
+    pub kill_exec_on_disconnect: bool,
 }
 
 /// Runs the command; the exit code to return.
@@ -143,6 +148,13 @@ fn lab_config(args: &UpArgs, progress: ProgressMode) -> LabConfig {
                 .hop_flags
                 .push(crate::lab::HopFlag::new(hop, "--otlp-endpoint", url));
         }
+    }
+    if args.kill_exec_on_disconnect {
+        config.hop_flags.push(crate::lab::HopFlag::new(
+            crate::Hop::CriStreaming,
+            "--kill-exec-on-disconnect",
+            "true",
+        ));
     }
     config
 }
@@ -285,6 +297,9 @@ fn up_detached(args: &UpArgs) -> Result<ExitCode, LabError> {
     }
     if let Some(url) = &args.otlp_endpoint {
         command.arg("--otlp-endpoint").arg(url);
+    }
+    if args.kill_exec_on_disconnect {
+        command.arg("--kill-exec-on-disconnect");
     }
     command.args(args.runtime.to_args());
     command.stdin(Stdio::null()).stdout(log).stderr(log_err);

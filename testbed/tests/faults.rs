@@ -123,6 +123,7 @@ fn fault_list_names_every_scenario() {
         "forbidden",
         "not-found",
         "runtime-down",
+        "command-not-found",
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
@@ -243,4 +244,19 @@ fn not_found() {
 #[test]
 fn runtime_down() {
     run_fault("runtime-down");
+}
+
+#[test]
+fn command_not_found() {
+    run_fault("command-not-found");
+}
+
+/// The same expected texts, printed by containerd 1.6 with its own runc shim: production's.
+#[test]
+fn command_not_found_containerd() {
+    if common::containerd_missing() {
+        return;
+    }
+    let report = run_fault_with("command-not-found", &["--runtime", "containerd"]);
+    assert!(report.contains("Runtime: containerd."), "{report}");
 }

@@ -35,6 +35,9 @@ pub struct Config {
     pub shim_metrics_dir: Option<PathBuf>,
     /// Given to shims as `EXECLAB_OTLP_ENDPOINT` (this hop's `--otlp-endpoint`).
     pub shim_otlp_endpoint: Option<String>,
+    /// SIGKILL an exec's process when its client goes away (`--kill-exec-on-disconnect`).
+    /// Off by default: containerd 1.6 lets the process run to its end.
+    pub kill_exec_on_disconnect: bool,
 }
 
 impl Config {
@@ -57,6 +60,7 @@ impl Config {
             shim_namespace: crate::shim::CRI_NAMESPACE.to_string(),
             shim_metrics_dir: None,
             shim_otlp_endpoint: None,
+            kill_exec_on_disconnect: false,
         }
     }
 }

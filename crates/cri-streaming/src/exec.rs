@@ -12,11 +12,18 @@
 //! `timeout <d> exceeded: context deadline exceeded`.
 //!
 //! A client that goes away mid-session (its connection reaches EOF or fails, an output write
-//! fails, or the connection idles past `--stream-idle-timeout`, see `connection_watch`): the
-//! exec'd process is killed with SIGKILL and the session's FIFOs and shim exec entry are freed.
-//! containerd instead leaves the process running until it exits by itself; execlab frees it so
-//! nothing leaks (children it forked inside the container are not killed, as with containerd's
-//! exec kill). A shim that dies mid-session: Wait fails with `ttrpc: closed: unknown`, the exec'd
+//! fails, or the connection idles past `--stream-idle-timeout`, see `connection_watch`): as
+//! under containerd 1.6 (`pkg/cri/server/streaming.go` runs the exec under a background
+//! context; `container_execsync.go` `execInternal` kills only on its own timeout), the process
+//! runs on to its end. Its stdin is closed (non-tty: `pkg/cri/io/exec_io.go` `Attach`,
+//! `StdinOnce`); its output is no longer read, but our FIFO read ends stay open, so a chatty
+//! process blocks on a full FIFO rather than dying of SIGPIPE (containerd's shim holds a read
+//! end of its own, `pkg/process/io.go` `copyPipes`). The session's FIFOs and shim exec entry are
+//! freed once it exits. With `--kill-exec-on-disconnect` (execlab's earlier default) the
+//! process is killed with SIGKILL at once and everything freed (children it forked inside the
+//! container are not killed, as with containerd's exec kill).
+//!
+//! A shim that dies mid-session: Wait fails with `ttrpc: closed: unknown`, the exec'd
 //! process (no longer reachable through the shim) is killed by the pid the shim reported at
 //! Start, and the session reports `failed while waiting for exec "<id>": ...` on the error stream.
 
@@ -62,7 +69,8 @@ pub struct ExecStreams {
     pub stdout: Option<BoxWrite>,
     pub stderr: Option<BoxWrite>,
     pub resize: Option<mpsc::Receiver<TerminalSize>>,
-    /// Cancelled when the client's connection is gone (the process is then killed).
+    /// Cancelled when the client's connection is gone (the process then runs on, or is killed
+    /// with `--kill-exec-on-disconnect`).
     pub client_gone: Option<CancellationToken>,
 }
 
@@ -70,7 +78,8 @@ pub struct ExecStreams {
 #[derive(Debug)]
 pub enum ExecEnd {
     Exited(u32),
-    /// The client went away; the process was killed.
+    /// The client went away; the process ran to its end (or was killed with
+    /// `--kill-exec-on-disconnect`).
     ClientGone,
 }
 
@@ -247,6 +256,7 @@ impl Runtime {
             fifos,
             opened,
             trace: trace.copied(),
+            kill_on_disconnect: self.config.kill_exec_on_disconnect,
         })
     }
 
@@ -303,6 +313,7 @@ pub struct PreparedExec {
     fifos: FifoSet,
     opened: OpenedFifos,
     trace: Option<TraceParent>,
+    kill_on_disconnect: bool,
 }
 
 impl PreparedExec {
@@ -320,6 +331,7 @@ impl PreparedExec {
             fifos,
             opened,
             trace,
+            kill_on_disconnect,
         } = self;
         // Output is copied from before Start: the process writes as soon as runc has started
         // it, before Start's answer is back (containerd's CRI attaches the IO before starting
@@ -358,6 +370,7 @@ impl PreparedExec {
             exec_id: exec_id.clone(),
             pid,
             trace,
+            kill_on_disconnect,
         };
         let result = session
             .run(opened.stdin, outputs, streams, client_gone, timeout)
@@ -403,6 +416,7 @@ struct ExecSession {
     exec_id: String,
     pid: u32,
     trace: Option<TraceParent>,
+    kill_on_disconnect: bool,
 }
 
 impl ExecSession {
@@ -466,10 +480,24 @@ impl ExecSession {
                 None => std::future::pending().await,
             }
         };
+        tokio::pin!(deadline);
+        let wait = self.shim.wait(&self.id, &self.exec_id, self.trace.as_ref());
+        tokio::pin!(wait);
         let ended = tokio::select! {
-            r = self.shim.wait(&self.id, &self.exec_id, self.trace.as_ref()) => Ended::Exited(r),
+            r = &mut wait => Ended::Exited(r),
             () = client_gone.cancelled() => Ended::ClientGone,
-            () = deadline => Ended::TimedOut,
+            () = &mut deadline => Ended::TimedOut,
+        };
+        // containerd's default: the client's departure is no reason to stop the process.
+        let ended = match ended {
+            Ended::ClientGone if !self.kill_on_disconnect => {
+                tracing::info!(exec_id = %self.exec_id, "client went away; the exec process runs to its end");
+                tokio::select! {
+                    r = &mut wait => Ended::ExitedWithoutClient(r),
+                    () = &mut deadline => Ended::TimedOut,
+                }
+            }
+            other => other,
         };
         let result = match ended {
             Ended::Exited(Ok(code)) => {
@@ -494,6 +522,23 @@ impl ExecSession {
             Ended::ClientGone => {
                 tracing::info!(exec_id = %self.exec_id, "client went away; killing the exec process");
                 self.kill_and_wait().await;
+                Ok(ExecEnd::ClientGone)
+            }
+            // Nobody reads what is left in the FIFOs: they go with the session.
+            Ended::ExitedWithoutClient(r) => {
+                match r {
+                    Ok(code) => tracing::info!(
+                        event = "exit",
+                        code,
+                        "the process exited; its client had gone"
+                    ),
+                    Err(e) => {
+                        if e.is_transport() {
+                            self.kill_orphan();
+                        }
+                        tracing::info!(error = %e, "waiting for the exec process whose client had gone");
+                    }
+                }
                 Ok(ExecEnd::ClientGone)
             }
             Ended::TimedOut => {
@@ -559,11 +604,15 @@ impl ExecSession {
 enum Ended {
     Exited(Result<u32, ShimError>),
     ClientGone,
+    /// The process ended after its client had gone (not killed for it).
+    ExitedWithoutClient(Result<u32, ShimError>),
     TimedOut,
 }
 
 /// Process output FIFO → client stream (or nowhere). A failed client write means the client
-/// went away. Shuts the client stream down at EOF.
+/// went away: from then on the FIFO is held open but no longer read (containerd's CRI stops
+/// copying, its shim keeps the FIFO open), until the session aborts this task. Shuts the client
+/// stream down at EOF.
 async fn copy_output(
     mut fifo: pipe::Receiver,
     mut to: Option<BoxWrite>,
@@ -592,6 +641,8 @@ async fn copy_output(
             if let Err(e) = w.write_all(chunk).await {
                 tracing::info!(error = %e, "client stopped receiving output");
                 client_gone.cancel();
+                // Holding `fifo` open: a writer blocks on a full FIFO, never gets SIGPIPE.
+                std::future::pending::<()>().await;
                 return;
             }
         }

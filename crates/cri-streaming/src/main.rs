@@ -55,6 +55,13 @@ struct Args {
     /// `DIR/shim-exec.<sandbox id>.metrics`.
     #[arg(long, env = "EXECLAB_SHIM_METRICS_DIR")]
     shim_metrics_dir: Option<PathBuf>,
+    /// SIGKILL an exec's process when its client goes away (its connection ends or fails, an
+    /// output write fails, or it idles past --stream-idle-timeout). Default: the process runs
+    /// to its end, as under containerd 1.6, and its FIFOs and shim exec entry are freed when it
+    /// exits. `--kill-exec-on-disconnect false` is the default spelled out.
+    #[arg(long, env = "EXECLAB_KILL_EXEC_ON_DISCONNECT", num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
+    kill_exec_on_disconnect: bool,
     #[command(flatten)]
     observe: hop_kit::observe::ObserveArgs,
 }
@@ -77,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
     config.token_ttl = args.stream_token_ttl;
     config.shim_metrics_dir = args.shim_metrics_dir;
     config.shim_otlp_endpoint = args.observe.otlp_endpoint;
+    config.kill_exec_on_disconnect = args.kill_exec_on_disconnect;
     cri_streaming::run_until_signal(config)
         .await
         .context("cri-streaming")

@@ -188,7 +188,12 @@ async fn tokens_are_single_use_expire_and_must_exist() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_that_vanishes_mid_stream_frees_everything() {
-    let lab = Lab::start(LabOptions::default()).await;
+    // The option that kills a vanished client's process (the default lets it run on).
+    let lab = Lab::start(LabOptions {
+        kill_exec_on_disconnect: true,
+        ..Default::default()
+    })
+    .await;
     let mut cri = lab.cri().await;
     let (sandbox, container) = lab.run_pod(&mut cri, "vanish").await;
     for (i, transport) in [Transport::Spdy, Transport::WebSocketV5]
@@ -271,6 +276,7 @@ fn unique_sleep() -> String {
 async fn idle_streaming_connections_time_out() {
     let lab = Lab::start(LabOptions {
         idle_timeout: Some("2s"),
+        kill_exec_on_disconnect: true,
         ..Default::default()
     })
     .await;

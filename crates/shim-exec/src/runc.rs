@@ -5,10 +5,11 @@
 //! `cmd/containerd-shim-runc-v2/process/utils.go` `getLastRuntimeError`: the `msg` of the last
 //! `"level":"error"` entry of the log, trimmed).
 //!
-//! Deviation, on purpose: containerd points every runc call of a container at one
-//! `<bundle>/log.json`, so a stale error from an earlier exec can mask a later failure's own
-//! message. Each exec here gets its own log file (removed afterwards), so the message always
-//! belongs to this exec. Container-level calls use `<bundle>/log.json` like containerd.
+//! As containerd (`pkg/process/init.go` `NewRunc`: `Log: <bundle>/log.json`), every runc call
+//! of a container, each exec included, appends to one `<bundle>/log.json`, so a runc that fails
+//! without logging reports the last error an earlier call logged, as production does. runc also
+//! prints its error on its own stderr; the shim keeps that line off the exec's stderr
+//! (see [`crate::stdio`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -327,7 +327,9 @@ impl TaskService {
                 .await
                 .map_err(|e| TaskError::Runtime(format!("failed to copy console: {e}")))?;
             init.console = Some(master);
-        } else if let Some(io) = io {
+        } else if let Some(mut io) = io {
+            // runc succeeded: what reaches the stderr pipe from now on is the process's.
+            io.start_output_copy();
             init.io = io;
         }
         self.register(
@@ -490,7 +492,8 @@ impl TaskService {
             .map_err(|e| TaskError::Runtime(format!("{FAILED}: {e}")))?;
         tracing::info!(event = "spec_file_written", path = %spec_file.path().display(), "process spec written");
         let pid_file = bundle.join(format!("{exec_id}.pid"));
-        let log = bundle.join(format!("{exec_id}.exec-log.json"));
+        // containerd's place for every runc call of a container, execs too (`NewRunc`'s `Log`).
+        let log = bundle.join("log.json");
         let args = self.inner.runc.exec_args(
             id,
             spec_file.path(),
@@ -508,7 +511,6 @@ impl TaskService {
             Ok(r) => Some(self.runc_failure(FAILED, &log, r.exit.status)),
             Err(e) => Some(TaskError::Runtime(format!("{FAILED}: {e}"))),
         };
-        let _ = fs::remove_file(&log);
         if let Some(f) = failure {
             return Err(f);
         }
@@ -523,7 +525,14 @@ impl TaskService {
                     .map_err(|e| TaskError::Runtime(format!("failed to copy console: {e}")))?;
                 (Some(io), Some(master))
             }
-            None => (io, None),
+            None => (
+                io.map(|mut io| {
+                    // runc succeeded: what reaches the stderr pipe from now on is the process's.
+                    io.start_output_copy();
+                    io
+                }),
+                None,
+            ),
         };
         {
             let mut containers = self.containers();

@@ -1,11 +1,16 @@
 //! A process's stdio: the FIFO paths the caller gives (empty = none) turned into what runc
 //! passes to the process, plus the copy tasks the shim must run.
 //!
-//! Without a terminal the stdout/stderr FIFOs are handed to runc as-is (runc passes its stdio
-//! through to the process with `--detach`), so the process writes straight into them and the
-//! shim copies nothing. stdin goes through a pipe and one copy task instead, so CloseIO can end
-//! the process's input even while the caller still holds the FIFO. (containerd's shim copies all
-//! three through pipes: `cmd/containerd-shim-runc-v2/process/io.go`.)
+//! Without a terminal the stdout FIFO is handed to runc as-is (runc passes its stdio through to
+//! the process with `--detach`), so the process writes straight into it and the shim copies
+//! nothing. stdin goes through a pipe and one copy task instead, so CloseIO can end the
+//! process's input even while the caller still holds the FIFO. stderr goes through a pipe too,
+//! copied into its FIFO only once runc has started the process ([`ProcessIo::start_output_copy`]):
+//! a failing runc prints its error on its stderr as well as into `--log` (runc `utils.go`
+//! `fatalWithCode`), and containerd's shim, which starts its pipe copies only after
+//! `runtime.Exec`/`Create` succeeded (`pkg/process/exec.go` `start`, `init.go` `Create`), never
+//! passes that line on. (containerd's shim copies all three through pipes:
+//! `pkg/process/io.go`.)
 //!
 //! With a terminal the shim owns the pty master and copies master -> stdout FIFO and stdin FIFO
 //! -> master.
@@ -66,6 +71,8 @@ pub struct ProcessIo {
     close_stdin: Option<Arc<Notify>>,
     /// Tells the stdin task the process is gone: stop forwarding, keep the FIFO open.
     stdin_orphaned: Option<Arc<Notify>>,
+    /// The read end of runc's stderr pipe and the stderr FIFO, not copied until runc succeeded.
+    pending_stderr: Option<(pipe::Receiver, pipe::Sender)>,
 }
 
 impl ProcessIo {
@@ -73,6 +80,15 @@ impl ProcessIo {
     pub fn close_stdin(&self) {
         if let Some(n) = &self.close_stdin {
             n.notify_one();
+        }
+    }
+
+    /// runc has started the process: from now on its stderr pipe is copied into the stderr
+    /// FIFO. Before, the pipe could only hold runc's own error line; a failed runc drops this
+    /// `ProcessIo` and with it that line.
+    pub fn start_output_copy(&mut self) {
+        if let Some((from, to)) = self.pending_stderr.take() {
+            self.output_task = Some(tokio::spawn(copy_stderr(from, to)));
         }
     }
 
@@ -242,7 +258,12 @@ pub async fn pipe_io(paths: &StdioPaths) -> io::Result<(RuncStdio, ProcessIo)> {
     };
     let stderr = match paths.stderr.as_str() {
         "" => devnull_write()?,
-        p => Stdio::from(open_fifo_writer(Path::new(p)).await?),
+        p => {
+            let fifo = pipe::Sender::from_owned_fd(open_fifo_writer(Path::new(p)).await?)?;
+            let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            io_state.pending_stderr = Some((pipe::Receiver::from_owned_fd(read_end)?, fifo));
+            Stdio::from(write_end)
+        }
     };
     Ok((
         RuncStdio {
@@ -254,8 +275,8 @@ pub async fn pipe_io(paths: &StdioPaths) -> io::Result<(RuncStdio, ProcessIo)> {
     ))
 }
 
-/// The stdin counter of this shim's metrics (the shim sees stdin, and the output of a terminal;
-/// without one, stdout and stderr go from the process straight into the caller's FIFOs).
+/// The stdin counter of this shim's metrics (the shim sees stdin, stderr, and the output of a
+/// terminal; without one, stdout goes from the process straight into the caller's FIFO).
 fn stdin_bytes() -> &'static hop_kit::metrics::ByteCounter {
     hop_kit::metrics::global().stream(Stream::Stdin)
 }
@@ -348,6 +369,30 @@ fn read_pending(fd: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> Option<usize> {
     match raw_read(fd.as_raw_fd(), buf) {
         Ok(0) | Err(_) => None,
         Ok(n) => Some(n),
+    }
+}
+
+/// Copies a process's stderr pipe into its FIFO until every writer of the pipe is gone. A
+/// caller that closed its end of the FIFO no longer gets anything, but the pipe is still
+/// drained, so the process never blocks on it.
+async fn copy_stderr(mut from: pipe::Receiver, to: pipe::Sender) {
+    use tokio::io::AsyncReadExt;
+    let mut to = Some(to);
+    let mut buf = vec![0u8; COPY_BUF];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                hop_kit::metrics::global()
+                    .stream(Stream::Stderr)
+                    .add(n as u64);
+                if let Some(o) = to.as_mut() {
+                    if o.write_all(&buf[..n]).await.is_err() {
+                        to = None;
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -57,6 +57,8 @@ pub struct LabOptions {
     pub tiny_runtime_tmpfs: Option<&'static str>,
     /// runc binary for the shims (`EXECLAB_RUNC`), instead of the one on PATH.
     pub runc: Option<PathBuf>,
+    /// `--kill-exec-on-disconnect`: a vanished client's exec process is killed.
+    pub kill_exec_on_disconnect: bool,
 }
 
 pub struct Lab {
@@ -109,6 +111,9 @@ impl Lab {
         if let Some(idle) = opts.idle_timeout {
             args.push("--stream-idle-timeout".into());
             args.push(idle.into());
+        }
+        if opts.kill_exec_on_disconnect {
+            args.push("--kill-exec-on-disconnect".into());
         }
         let exe = env!("CARGO_BIN_EXE_cri-streaming");
         let mut cmd = match opts.tiny_runtime_tmpfs {

@@ -98,7 +98,7 @@ pub fn run(run: &FaultRun) -> Result<FaultReport, FaultError> {
     report.notes.push(
         "kubelet-stream was killed with SIGKILL 0.3 s into each exec and started again on the\n\
          same address. Look at DIR/logs/kubelet-stream.log (the second start) and\n\
-         DIR/logs/cri-streaming.log (the stream's client vanished; the exec process is killed).\n\
+         DIR/logs/cri-streaming.log (the stream's client vanished; the exec process runs on).\n\
          Lesson: exec is not an RPC. A caller that needs a result must make the command\n\
          idempotent and check its effect, not rely on the exec's output or exit code."
             .into(),

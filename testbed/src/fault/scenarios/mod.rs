@@ -1,6 +1,7 @@
 //! The scenario table: name, seed, summary, isolation, and the function that runs it. Each
 //! scenario's module holds its expected texts per client, each with its source.
 
+mod command_not_found;
 mod enospc;
 mod kubelet_restart;
 mod nodeport;
@@ -74,5 +75,13 @@ pub const SCENARIOS: &[Scenario] = &[
         isolation: Isolation::None,
         runtimes: EXECLAB_ONLY,
         run: upstream::runtime_down,
+    },
+    Scenario {
+        name: "command-not-found",
+        seed: "failures.md §2 (exec: \"…\": executable file not found in $PATH), §3 (exit 126/127)",
+        summary: "the command is not in the image or not executable: OCI runtime exec failed (exit 1), or the shell's 127/126",
+        isolation: Isolation::None,
+        runtimes: EVERY_RUNTIME,
+        run: command_not_found::run,
     },
 ];
