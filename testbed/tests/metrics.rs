@@ -9,52 +9,9 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::hop_metrics::{scrape, value, wait_sessions_closed};
 use common::{dump_logs, kubectl, run_bounded};
 use execlab::{Hop, Lab, LabConfig};
-
-/// The metrics address file of a hop; for shim-exec, the one shim of the lab's pod.
-fn metrics_file(dir: &std::path::Path, hop: Hop) -> std::path::PathBuf {
-    if hop != Hop::ShimExec {
-        return dir.join("addr").join(format!("{hop}.metrics"));
-    }
-    let shims: Vec<_> = std::fs::read_dir(dir.join("addr"))
-        .expect("addr dir")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("shim-exec.") && n.ends_with(".metrics"))
-        })
-        .collect();
-    assert_eq!(shims.len(), 1, "one shim metrics file: {shims:?}");
-    shims[0].clone()
-}
-
-/// `GET /metrics` from the address a hop wrote, as text.
-fn scrape(dir: &std::path::Path, hop: Hop) -> String {
-    let file = metrics_file(dir, hop);
-    let addr = hop_kit::read_addr_file(&file)
-        .unwrap_or_else(|e| panic!("{hop} metrics address file: {e}"));
-    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
-        .expect("request");
-    let mut reply = String::new();
-    tcp.read_to_string(&mut reply).expect("reply");
-    assert!(reply.starts_with("HTTP/1.1 200"), "{hop}: {reply}");
-    reply
-}
-
-/// The value of the series `name{hop="<hop>"<extra>}`.
-fn value(text: &str, hop: Hop, name: &str, extra: &str) -> f64 {
-    let series = format!("{name}{{hop=\"{hop}\"{extra}}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
-}
 
 fn exec_echo(kubeconfig: &std::path::Path, websocket: bool) -> std::process::Output {
     let mut command = Command::new(kubectl());
@@ -114,18 +71,7 @@ fn every_hop_counts_an_exec_in_its_metrics() {
     }
 
     // Counters are updated as bytes pass; the open gauge drops once each hop saw the end.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let after = loop {
-        let after: Vec<String> = started.iter().map(|hop| scrape(&dir, *hop)).collect();
-        let all_closed = started
-            .iter()
-            .zip(&after)
-            .all(|(hop, text)| value(text, *hop, "execlab_exec_sessions_open", "") == 0.0);
-        if all_closed || Instant::now() > deadline {
-            break after;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (after, _) = wait_sessions_closed(&dir, &started, Duration::from_secs(10));
     for ((hop, b), a) in started.iter().zip(&before).zip(&after) {
         let hop = *hop;
         let total = "execlab_exec_sessions_total";

@@ -250,8 +250,8 @@ pub async fn handle(
         tracing::info!(
             event = "accept",
             user = %user.name,
-            namespace = %target.namespace,
-            pod = %target.name,
+            namespace = %k8s_stream::Bounded(&target.namespace),
+            pod = %k8s_stream::Bounded(&target.name),
             method = %req.method(),
             "{} request",
             kind.kubelet_path()
@@ -278,7 +278,7 @@ pub async fn handle(
             Err(err) => return ApiStatus::internal_error(err).into_response(),
         };
         let path = proxy_path(req.headers());
-        tracing::info!(kubelet = %url, container = %location.container, ?path, "routing stream");
+        tracing::info!(kubelet = %k8s_stream::Bounded(&url), container = %k8s_stream::Bounded(&location.container), ?path, "routing stream");
         let on_upgrade = hyper::upgrade::on(&mut req);
         match path {
             ProxyPath::NoUpgrade => {

@@ -61,7 +61,7 @@ pub async fn handle(
     };
     let Some(user) = state.authenticator.authenticate(&creds) else {
         tracing::info!(
-            method = %req.method(), %path,
+            method = %req.method(), path = %k8s_stream::Bounded(&path),
             cert_rejection = conn.cert_rejection.as_deref().unwrap_or(""),
             bearer = authorization.is_some(),
             "unauthenticated request"
@@ -70,10 +70,10 @@ pub async fn handle(
     };
     let info = RequestInfo::parse(req.method(), &path, req.uri().query());
     if let Decision::Deny(status) = state.policy.authorize(&user, &info) {
-        tracing::info!(user = %user.name, method = %req.method(), %path, "forbidden");
+        tracing::info!(user = %user.name, method = %req.method(), path = %k8s_stream::Bounded(&path), "forbidden");
         return status.into_response();
     }
-    tracing::debug!(user = %user.name, method = %req.method(), %path, "request");
+    tracing::debug!(user = %user.name, method = %req.method(), path = %k8s_stream::Bounded(&path), "request");
     match info {
         RequestInfo::NonResource { .. } => non_resource(state, &req, &path),
         RequestInfo::Resource(target) => resource(state, &user, req, target).await,

@@ -46,6 +46,8 @@ struct Flags {
     #[arg(long = "node", value_name = "NAME=HOST:PORT")]
     nodes: Vec<NodeAddress>,
     #[command(flatten)]
+    limits: hop_kit::LimitArgs,
+    #[command(flatten)]
     observe: hop_kit::observe::ObserveArgs,
 }
 
@@ -66,6 +68,9 @@ async fn main() -> anyhow::Result<()> {
         kubelet_client_key: flags.kubelet_client_key,
         kubelet_ca: flags.kubelet_ca,
         nodes: flags.nodes,
+        limits: flags
+            .limits
+            .apply(hop_kit::ConnectionLimits::KUBE_APISERVER),
     };
     hop_kit::accept::on_worker(async move { apiserver_proxy::run(&config).await })
         .await

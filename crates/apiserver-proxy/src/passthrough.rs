@@ -67,17 +67,17 @@ pub async fn proxy_upgrade(
     )
     .with_tls(Some(tls));
     let mut session = metrics::global().session_opened();
-    tracing::info!(event = "dial", url = %kubelet_url, "dialing the kubelet");
+    tracing::info!(event = "dial", url = %k8s_stream::Bounded(&kubelet_url), "dialing the kubelet");
     let outcome = match request.send_following_redirect().await {
         Ok(outcome) => outcome,
         Err(err) => {
-            tracing::warn!(url = %kubelet_url, error = %err, "dialing kubelet failed");
+            tracing::warn!(url = %k8s_stream::Bounded(&kubelet_url), error = %k8s_stream::Bounded(&err), "dialing kubelet failed");
             return ApiStatus::from_plain_error(err.proxy_error_text()).into_response();
         }
     };
     match outcome {
         hop_kit::UpgradeOutcome::Refused { response, body } => {
-            tracing::info!(status = %response.status, body = %String::from_utf8_lossy(&body).trim(), "kubelet refused the upgrade");
+            tracing::info!(status = %response.status, body = %k8s_stream::Bounded(String::from_utf8_lossy(&body).trim()), "kubelet refused the upgrade");
             let mut resp = Response::new(Full::new(body));
             *resp.status_mut() = response.status;
             *resp.headers_mut() = response.headers;

@@ -38,6 +38,8 @@ pub struct ProxyConfig {
     pub kubelet_client_key: PathBuf,
     pub kubelet_ca: PathBuf,
     pub nodes: Vec<NodeAddress>,
+    /// What one client connection may take (handshake and head timeouts, open connections).
+    pub limits: hop_kit::ConnectionLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,7 @@ pub enum SetupError {
 pub struct ApiServer {
     listener: TcpListener,
     tls: hop_kit::ServerTls,
+    limits: hop_kit::ConnectionLimits,
     state: Arc<AppState>,
     local_addr: SocketAddr,
 }
@@ -127,6 +130,7 @@ impl ApiServer {
         Ok(ApiServer {
             listener,
             tls,
+            limits: config.limits,
             state: Arc::new(state),
             local_addr,
         })
@@ -140,21 +144,24 @@ impl ApiServer {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         // Each connection holds a receiver; `closed()` tells when the last one is gone.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let slots = hop_kit::ConnectionSlots::new(&self.limits);
+        let limits = self.limits;
         tokio::pin!(shutdown);
         loop {
-            let (tcp, peer) = tokio::select! {
+            let (tcp, peer, slot) = tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = hop_kit::accept(&self.listener) => accepted,
+                accepted = slots.accept(&self.listener) => accepted,
             };
             let tls = self.tls.clone();
             let state = self.state.clone();
             let mut stop = stop_rx.clone();
             tokio::spawn(
                 async move {
-                    let (stream, verdict) = match tls.accept(tcp).await {
+                    let _slot = slot;
+                    let (stream, verdict) = match limits.tls_handshake(tls.accept(tcp)).await {
                         Ok(pair) => pair,
                         Err(err) => {
-                            tracing::debug!(error = %err, "TLS handshake failed");
+                            tracing::debug!(error = %err, "TLS handshake ended");
                             return;
                         }
                     };
@@ -169,7 +176,8 @@ impl ApiServer {
                             )
                         }
                     });
-                    let conn = hyper::server::conn::http1::Builder::new()
+                    let conn = limits
+                        .http1()
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades();
                     tokio::pin!(conn);

@@ -68,7 +68,7 @@ pub async fn serve(
     let upgrade = match negotiate(headers, &ServerProtocols::translator()) {
         Ok(upgrade) => upgrade,
         Err(rejection) => {
-            tracing::info!(status = %rejection.status, reason = %rejection.message, "WebSocket upgrade refused");
+            tracing::info!(status = %rejection.status, reason = %k8s_stream::Bounded(&rejection.message), "WebSocket upgrade refused");
             let mut resp = Response::new(Full::new(Bytes::from(rejection.body.clone())));
             *resp.status_mut() = rejection.status;
             *resp.headers_mut() = rejection.headers.clone();
@@ -144,7 +144,7 @@ async fn translated_session(
             tracing::info!(
                 event = "close",
                 status = %report.status.status,
-                message = %report.status.message,
+                message = %k8s_stream::Bounded(&report.status.message),
                 stdin_bytes = report.stdin_bytes,
                 output_bytes = report.output_bytes,
                 "translated session ended"
@@ -181,7 +181,7 @@ pub async fn dial_kubelet(
     headers.insert(hop_kit::TRACEPARENT, traceparent.header_value());
     let request =
         hop_kit::UpgradeRequest::new(url.clone(), Method::POST, headers).with_tls(Some(tls));
-    tracing::info!(event = "dial", url = %url, "dialing the kubelet");
+    tracing::info!(event = "dial", url = %k8s_stream::Bounded(&url), "dialing the kubelet");
     let outcome = request.send_following_redirect().await.map_err(|err| {
         ExecError::Other(format!(
             "error sending request: {}",
@@ -195,7 +195,7 @@ pub async fn dial_kubelet(
             Ok(KubeletConnection { io, version })
         }
         hop_kit::UpgradeOutcome::Refused { response, body } => {
-            tracing::info!(status = %response.status, body = %String::from_utf8_lossy(&body).trim(), "kubelet refused the upgrade");
+            tracing::info!(status = %response.status, body = %k8s_stream::Bounded(String::from_utf8_lossy(&body).trim()), "kubelet refused the upgrade");
             match validate_spdy_response(response.status, &response.headers, &body) {
                 Err(err) => Err(err.into()),
                 // A refusal always fails validation; keep a typed error should that change.

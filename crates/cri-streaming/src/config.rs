@@ -38,6 +38,8 @@ pub struct Config {
     /// SIGKILL an exec's process when its client goes away (`--kill-exec-on-disconnect`).
     /// Off by default: containerd 1.6 lets the process run to its end.
     pub kill_exec_on_disconnect: bool,
+    /// What one connection to the streaming server may take (head timeout, open connections).
+    pub stream_limits: hop_kit::ConnectionLimits,
 }
 
 impl Config {
@@ -61,6 +63,7 @@ impl Config {
             shim_metrics_dir: None,
             shim_otlp_endpoint: None,
             kill_exec_on_disconnect: false,
+            stream_limits: hop_kit::ConnectionLimits::STREAMING_SERVER,
         }
     }
 }

@@ -231,7 +231,7 @@ impl Runtime {
         let spec = exec_process_spec(&target.process, cmd, tty)
             .map_err(|e| CriError::unknown(format!("failed to get container spec: {e}")))?;
         let exec_id = generate_id();
-        tracing::debug!(container = %target.id, %exec_id, ?cmd, tty, "exec");
+        tracing::debug!(container = %target.id, %exec_id, cmd = ?k8s_stream::Bounded(&cmd), tty, "exec");
 
         let fifos = FifoSet::create(self.exec_dir().join(&exec_id), stdin, tty)
             .map_err(|e| CriError::io(format!("failed to create exec \"{exec_id}\""), &e))?;

@@ -63,6 +63,8 @@ struct Args {
           default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
     kill_exec_on_disconnect: bool,
     #[command(flatten)]
+    limits: hop_kit::LimitArgs,
+    #[command(flatten)]
     observe: hop_kit::observe::ObserveArgs,
 }
 
@@ -85,6 +87,9 @@ async fn main() -> anyhow::Result<()> {
     config.shim_metrics_dir = args.shim_metrics_dir;
     config.shim_otlp_endpoint = args.observe.otlp_endpoint;
     config.kill_exec_on_disconnect = args.kill_exec_on_disconnect;
+    config.stream_limits = args
+        .limits
+        .apply(hop_kit::ConnectionLimits::STREAMING_SERVER);
     cri_streaming::run_until_signal(config)
         .await
         .context("cri-streaming")

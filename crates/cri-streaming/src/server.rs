@@ -101,6 +101,7 @@ pub async fn run(
         runtime.clone(),
         StreamingConfig {
             idle_timeout: config.stream_idle_timeout,
+            limits: config.stream_limits,
         },
         stop.clone(),
     ));

@@ -42,6 +42,8 @@ pub const NOT_FOUND_BODY: &str = "404 page not found\n";
 #[derive(Debug, Clone)]
 pub struct StreamingConfig {
     pub idle_timeout: Duration,
+    /// The request head's time and size bounds, and how many connections may be open.
+    pub limits: hop_kit::ConnectionLimits,
 }
 
 /// Accepts connections until `shutdown` fires; each connection is served on its own task.
@@ -51,20 +53,24 @@ pub async fn serve(
     config: StreamingConfig,
     shutdown: CancellationToken,
 ) {
+    let slots = hop_kit::ConnectionSlots::new(&config.limits);
+    let http1 = config.limits.http1();
     let config = Arc::new(config);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = hop_kit::accept(&listener) => accepted,
+        let (stream, peer, slot) = tokio::select! {
+            accepted = slots.accept(&listener) => accepted,
             () = shutdown.cancelled() => break,
         };
+        let http1 = http1.clone();
         let (runtime, config, shutdown) = (runtime.clone(), config.clone(), shutdown.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 let (runtime, config, shutdown) =
                     (runtime.clone(), config.clone(), shutdown.clone());
                 async move { Ok::<_, Infallible>(handle(req, peer, runtime, config, shutdown)) }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
+            let conn = http1
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             if let Err(e) = conn.await {
@@ -135,7 +141,7 @@ fn handle(
     let upgrade = match negotiate(req.headers(), &ServerProtocols::streaming_server()) {
         Ok(u) => u,
         Err(rejection) => {
-            tracing::info!(%peer, error = %rejection.message, "upgrade refused");
+            tracing::info!(%peer, error = %k8s_stream::Bounded(&rejection.message), "upgrade refused");
             let mut resp = Response::new(Full::new(Bytes::from(rejection.body.clone())));
             *resp.status_mut() = rejection.status;
             *resp.headers_mut() = rejection.headers.clone();

@@ -15,7 +15,7 @@ use cri_api::runtime::v1::{
     ExecRequest, ExecSyncRequest, ImageSpec, ImageStatusRequest, ListImagesRequest,
     PullImageRequest,
 };
-use k8s_stream::remotecommand::RemoteError;
+use k8s_stream::remotecommand::{spdy_request_headers, ProtocolVersion, RemoteError};
 use tokio::io::AsyncReadExt;
 
 const NOT_FOUND: &str = "404 page not found\n";
@@ -182,6 +182,68 @@ async fn tokens_are_single_use_expire_and_must_exist() {
     assert_eq!(dial_refused(&attach).await.2, NOT_FOUND);
     assert_eq!(dial_refused(&url).await.2, NOT_FOUND);
 
+    lab.remove_pod(&mut cri, &sandbox).await;
+    lab.stop().await;
+}
+
+/// Idle and slow connections to the streaming server (slowloris) are closed once the
+/// request-header timeout passes, and a prompt request is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_and_slow_connections_to_the_streaming_server_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let lab = Lab::start(LabOptions {
+        request_header_timeout: Some("400ms"),
+        ..Default::default()
+    })
+    .await;
+    let held = Duration::from_secs(10);
+    let mut idle = tokio::net::TcpStream::connect(&lab.stream_addr)
+        .await
+        .expect("connect");
+    let took = hop_kit::test_io::peer_closed_within(&mut idle, held).await;
+    assert!(took.is_some(), "an idle connection is held past {held:?}");
+    let mut slow = tokio::net::TcpStream::connect(&lab.stream_addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"POST /exec/AAAA").await.expect("write");
+    let took = hop_kit::test_io::peer_closed_within(&mut slow, held).await;
+    assert!(took.is_some(), "half a request line is held past {held:?}");
+    let made_up = format!("http://{}/exec/AAAAAAAA", lab.stream_addr);
+    assert_eq!(dial_refused(&made_up).await.2, NOT_FOUND);
+    lab.stop().await;
+}
+
+/// An SPDY upgrade offering no `X-Stream-Protocol-Version` gets upstream's 400 (remotecommand
+/// `createHTTPStreamStreams` writes `Handshake`'s error with `http.Error`), and its token is
+/// spent, as upstream consumes it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upgrade_without_a_protocol_version_gets_400_and_spends_the_token() {
+    let lab = Lab::start(LabOptions::default()).await;
+    let mut cri = lab.cri().await;
+    let (sandbox, container) = lab.run_pod(&mut cri, "noversion").await;
+    let req = exec_request(&container, &["true"], false, false);
+    let url = cri.exec(req).await.expect("Exec").into_inner().url;
+    let mut headers = spdy_request_headers(&ProtocolVersion::NEWEST_FIRST);
+    headers.remove("x-stream-protocol-version");
+    let parsed = url::Url::parse(&url).expect("url");
+    match hop_kit::dial_upgrade(&parsed, http::Method::POST, headers, None)
+        .await
+        .expect("dial")
+    {
+        hop_kit::UpgradeOutcome::Refused { response, body } => {
+            assert_eq!(response.status.as_u16(), 400);
+            assert_eq!(
+                response.headers["content-type"],
+                "text/plain; charset=utf-8"
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&body),
+                "unable to upgrade: X-Stream-Protocol-Version is required\n"
+            );
+        }
+        other => panic!("expected a refusal: {other:?}"),
+    }
+    assert_eq!(dial_refused(&url).await.2, NOT_FOUND);
     lab.remove_pod(&mut cri, &sandbox).await;
     lab.stop().await;
 }

@@ -4,11 +4,13 @@
 //! for an answer that is not HTTP ([`response_head`]), `--addr-file` writing ([`addr_file`]),
 //! the exec-session id carried in `traceparent` ([`session_id`]), tracing setup ([`logging`]),
 //! Prometheus metrics ([`metrics`]), the OTLP span exporter ([`otlp`]), the flags that set
-//! those up in every hop ([`observe`]), and how much freed memory the allocator keeps ([`heap`]).
+//! those up in every hop ([`observe`]), what one client connection may take from a hop
+//! ([`limits`]), and how much freed memory the allocator keeps ([`heap`]).
 
 pub mod accept;
 pub mod addr_file;
 pub mod heap;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod observe;
@@ -19,15 +21,18 @@ pub mod session_id;
 pub mod tls;
 pub mod upgrade;
 pub mod verified_chains;
-pub mod x509_v1;
 mod write_passthrough;
+pub mod x509_v1;
 
 pub use accept::accept;
 pub use addr_file::{read_addr_file, write_addr_file};
+pub use limits::{ConnectionLimits, ConnectionSlots, LimitArgs};
 pub use logging::LogFormat;
 pub use read_ahead::ReadAhead;
 pub use session_id::{exec_session_span, TraceParent, TRACEPARENT};
 pub use tls::{ClientCert, PeerIdentity, ServerTls};
 pub use upgrade::{dial_upgrade, splice, DialError, UpgradeOutcome, UpgradeRequest, UpgradedIo};
+#[cfg(feature = "test-pki")]
+pub mod test_io;
 #[cfg(feature = "test-pki")]
 pub mod test_pki;

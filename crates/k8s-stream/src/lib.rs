@@ -9,9 +9,12 @@
 //!   server side (a streaming server) and the client side (the apiserver's translator, tests, bench).
 //! - [`translate`]: the apiserver's WebSocket v5 → SPDY stream translator.
 //! - [`go_quote()`]: Go's `%q`, for error texts quoted as production quotes them.
+//! - [`Bounded`]: a peer's value as a log field, cut at [`LOG_VALUE_BYTES`].
 pub mod exec;
 mod go_quote;
+mod log_value;
 pub use go_quote::go_quote;
+pub use log_value::{Bounded, LOG_VALUE_BYTES};
 pub mod remotecommand;
 pub mod spdy;
 pub mod translate;

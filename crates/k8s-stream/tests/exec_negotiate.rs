@@ -72,8 +72,13 @@ fn spdy_missing_headers() {
         &ServerProtocols::streaming_server(),
     )
     .unwrap_err();
-    assert_eq!(rej.status, StatusCode::OK);
-    assert_eq!(rej.body, "");
+    assert_eq!(rej.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        rej.body,
+        "unable to upgrade: X-Stream-Protocol-Version is required\n"
+    );
+    assert_eq!(rej.headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(rej.headers["x-content-type-options"], "nosniff");
     assert_eq!(
         rej.message,
         "unable to upgrade: X-Stream-Protocol-Version is required"

@@ -242,3 +242,77 @@ async fn tty_resize_is_reencoded() {
     assert_eq!(seen.stdout, b"ls\n");
     assert_eq!(seen.outcome, Ok(()));
 }
+
+/// A client that goes away mid-session, as a killed kubectl does: the command still gets stdin
+/// EOF, its output is read (and dropped) to the end, and the session ends with the command.
+#[tokio::test]
+async fn a_client_that_goes_away_leaves_the_command_to_finish() {
+    const OUTPUT: usize = 4 * 1024 * 1024;
+    let (backend_io, server) = tokio::io::duplex(64 * 1024);
+    let backend = tokio::spawn(async move {
+        let proto = StreamProtocol::Spdy(ProtocolVersion::V5);
+        let mut s = exec::serve(server, proto, &opts(), &ServeConfig::default())
+            .await
+            .expect("backend serve");
+        let mut out = s.stdout.take().expect("stdout");
+        out.write_all(b"ready").await.expect("ready");
+        let mut input = Vec::new();
+        if let Some(mut r) = s.stdin.take() {
+            r.read_to_end(&mut input).await.expect("stdin EOF");
+        }
+        let chunk = vec![b't'; 64 * 1024];
+        let mut written = 0;
+        while written < OUTPUT {
+            if out.write_all(&chunk).await.is_err() {
+                break;
+            }
+            written += chunk.len();
+        }
+        let _ = out.shutdown().await;
+        let _ = s.status.finish(ExecOutcome::Success).await;
+        written
+    });
+    // The client's connection runs through a relay, whose end is the client's death.
+    let (client_io, mut relay_client) = tokio::io::duplex(64 * 1024);
+    let (mut relay_front, front_io) = tokio::io::duplex(64 * 1024);
+    let relay = tokio::spawn(async move {
+        let _ = tokio::io::copy_bidirectional(&mut relay_client, &mut relay_front).await;
+    });
+    let translator = tokio::spawn(async move {
+        let front = exec::serve(front_io, WS, &opts(), &ServeConfig::default())
+            .await
+            .expect("front serve");
+        translate(front, dial(opts(), backend_io)).await
+    });
+    let mut client = exec::connect(client_io, WS, &opts())
+        .await
+        .expect("ws connect");
+    let mut ready = [0u8; 5];
+    let read = client
+        .stdout
+        .as_mut()
+        .expect("stdout")
+        .read_exact(&mut ready);
+    tokio::time::timeout(LIMIT, read)
+        .await
+        .expect("no output before the client went")
+        .expect("first output");
+    relay.abort();
+    let written = tokio::time::timeout(LIMIT, backend)
+        .await
+        .expect("the command was held up by a client that is gone")
+        .expect("backend task");
+    assert_eq!(
+        written, OUTPUT,
+        "the command's output was not read to its end"
+    );
+    // It ends with the command; its status has nowhere to go.
+    let ended = tokio::time::timeout(LIMIT, translator)
+        .await
+        .expect("the translator outlived the command")
+        .expect("translator task");
+    assert!(
+        matches!(&ended, Err(ExecError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe),
+        "{ended:?}"
+    );
+}

@@ -49,6 +49,8 @@ pub struct Config {
     pub resync_period: Duration,
     /// How long open requests and streams may continue after SIGTERM.
     pub shutdown_grace: Duration,
+    /// What one client connection may take (handshake and head timeouts, open connections).
+    pub limits: hop_kit::ConnectionLimits,
 }
 
 /// Starting the kubelet failed.
@@ -125,6 +127,7 @@ impl Config {
             api: Arc::new(api),
             reconciler,
             shutdown_grace: self.shutdown_grace,
+            limits: self.limits,
         })
     }
 }

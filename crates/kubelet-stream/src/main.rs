@@ -50,6 +50,8 @@ struct Args {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
     #[command(flatten)]
+    limits: hop_kit::LimitArgs,
+    #[command(flatten)]
     observe: hop_kit::observe::ObserveArgs,
 }
 
@@ -72,6 +74,7 @@ impl From<Args> for Config {
             },
             resync_period: args.resync_period,
             shutdown_grace: args.shutdown_grace,
+            limits: args.limits.apply(hop_kit::ConnectionLimits::KUBELET),
         }
     }
 }

@@ -26,8 +26,6 @@ use crate::static_pods::Reconciler;
 use crate::stream_request::parse_stream_path;
 use crate::streaming::StreamingContext;
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Routes and handlers of the kubelet API.
 #[derive(Debug)]
 pub struct Api {
@@ -46,12 +44,12 @@ impl Api {
         match self.authorizer.decide(client, req.method(), &path) {
             AuthDecision::Allowed(_) => {}
             AuthDecision::Unauthenticated => {
-                tracing::info!(%path, reason = ?client, "unauthenticated request");
+                tracing::info!(path = %k8s_stream::Bounded(&path), reason = ?client, "unauthenticated request");
                 return restful_error(StatusCode::UNAUTHORIZED, UNAUTHORIZED_BODY);
             }
             AuthDecision::Forbidden(attrs) => {
                 let text = attrs.forbidden_text();
-                tracing::info!(%path, "{text}");
+                tracing::info!(path = %k8s_stream::Bounded(&path), "{text}");
                 return restful_error(StatusCode::FORBIDDEN, &text);
             }
         }
@@ -82,6 +80,7 @@ pub struct KubeletServer {
     pub(crate) api: Arc<Api>,
     pub(crate) reconciler: Reconciler,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) limits: hop_kit::ConnectionLimits,
 }
 
 impl std::fmt::Debug for KubeletServer {
@@ -106,7 +105,9 @@ impl KubeletServer {
             api,
             reconciler,
             shutdown_grace,
+            limits,
         } = self;
+        let slots = hop_kit::ConnectionSlots::new(&limits);
         let stop = CancellationToken::new();
         let reconcile = tokio::spawn(reconciler.run(stop.clone()));
         let connections = TaskTracker::new();
@@ -115,8 +116,12 @@ impl KubeletServer {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                (tcp, peer) = hop_kit::accept(&listener) => {
-                    connections.spawn(serve_connection(tcp, peer, tls.clone(), api.clone(), draining.clone()));
+                (tcp, peer, slot) = slots.accept(&listener) => {
+                    let conn = serve_connection(tcp, peer, tls.clone(), api.clone(), limits, draining.clone());
+                    connections.spawn(async move {
+                        let _slot = slot;
+                        conn.await
+                    });
                 }
             }
         }
@@ -152,16 +157,13 @@ async fn serve_connection(
     peer: SocketAddr,
     tls: ServerTls,
     api: Arc<Api>,
+    limits: hop_kit::ConnectionLimits,
     draining: CancellationToken,
 ) {
-    let (stream, client) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-        Ok(Ok(accepted)) => accepted,
-        Ok(Err(err)) => {
-            tracing::debug!(%peer, error = %err, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
+    let (stream, client) = match limits.tls_handshake(tls.accept(tcp)).await {
+        Ok(accepted) => accepted,
+        Err(err) => {
+            tracing::debug!(%peer, error = %err, "TLS handshake ended");
             return;
         }
     };
@@ -171,7 +173,8 @@ async fn serve_connection(
         let client = client.clone();
         async move { Ok::<_, std::convert::Infallible>(api.handle(&client, req).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
+    let conn = limits
+        .http1()
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);

@@ -109,10 +109,10 @@ impl StreamingContext {
             tracing::info!(
                 event = "accept",
                 kind = kind.as_str(),
-                namespace = %target.namespace,
-                pod = %target.pod,
-                container = %target.container,
-                ?command,
+                namespace = %k8s_stream::Bounded(&target.namespace),
+                pod = %k8s_stream::Bounded(&target.pod),
+                container = %k8s_stream::Bounded(&target.container),
+                command = ?k8s_stream::Bounded(&command),
                 "stream requested"
             );
             // Routed here only once the auth filter let the request through.

@@ -458,3 +458,56 @@ async fn the_container_found_once_is_used_until_the_runtime_refuses_it() {
     assert_ne!(execs[2].container_id, execs[0].container_id);
     kubelet.stop().await;
 }
+
+/// Slow clients after TLS (slowloris): an idle session and half a request line are closed once
+/// the request-header timeout passes; a prompt request is served as before.
+#[tokio::test]
+async fn a_request_head_that_never_ends_is_closed() {
+    let lab = Lab::new();
+    let _runtime = serve_runtime(FakeRuntime::default(), &lab.socket);
+    let mut config = lab.config(StreamingMode::Proxy);
+    config.limits.request_header_timeout = Duration::from_millis(400);
+    config.limits.tls_handshake_timeout = Duration::from_millis(400);
+    let kubelet = lab.start_kubelet_with(config).await;
+    let held = Duration::from_secs(10);
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(kubelet.addr)
+            .await
+            .expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+        tokio_rustls::TlsConnector::from(lab.pki.client(Some(&lab.pki.apiserver)))
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake")
+    };
+    let mut idle = connect().await;
+    assert!(hop_kit::test_io::peer_closed_within(&mut idle, held)
+        .await
+        .is_some());
+    let mut slow = connect().await;
+    slow.write_all(b"POST /exec/default/web/app?comm")
+        .await
+        .expect("write");
+    slow.flush().await.expect("flush");
+    assert!(hop_kit::test_io::peer_closed_within(&mut slow, held)
+        .await
+        .is_some());
+    let mut bare = tokio::net::TcpStream::connect(kubelet.addr)
+        .await
+        .expect("connect");
+    assert!(hop_kit::test_io::peer_closed_within(&mut bare, held)
+        .await
+        .is_some());
+    let (status, body, _) = refused(
+        request(
+            &kubelet,
+            lab.pki.client(None),
+            Method::GET,
+            "/healthz",
+            HeaderMap::new(),
+        )
+        .await,
+    );
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    kubelet.stop().await;
+}

@@ -2,6 +2,8 @@
 //! check that a stopped lab left nothing behind.
 #![allow(dead_code)]
 
+pub mod hop_metrics;
+
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -285,9 +287,14 @@ pub struct HeldSession {
 
 impl HeldSession {
     pub fn start(client: Client, kubeconfig: &Path) -> Self {
+        Self::start_script(client, kubeconfig, HELD_SCRIPT)
+    }
+
+    /// The same with another script, which must say `ready` first.
+    pub fn start_script(client: Client, kubeconfig: &Path, script: &str) -> Self {
         let mut command = client_command(client, kubeconfig);
         let exec = "exec -i web -c app -- sh -c".split(' ');
-        command.args(exec.chain([HELD_SCRIPT]));
+        command.args(exec.chain([script]));
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -51,6 +51,11 @@ pub struct Lab {
 
 impl Lab {
     pub async fn start(mode: KubeletMode) -> Lab {
+        Self::start_with_limits(mode, hop_kit::ConnectionLimits::KUBE_APISERVER).await
+    }
+
+    /// A lab whose proxy serves connections with `limits`.
+    pub async fn start_with_limits(mode: KubeletMode, limits: hop_kit::ConnectionLimits) -> Lab {
         if std::env::var_os("RUST_LOG").is_some() {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -87,6 +92,7 @@ impl Lab {
                 name: "node-1".into(),
                 address: kubelet_addr.to_string(),
             }],
+            limits,
         };
         let server = ApiServer::bind(&config)
             .await

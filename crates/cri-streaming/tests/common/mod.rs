@@ -59,6 +59,8 @@ pub struct LabOptions {
     pub runc: Option<PathBuf>,
     /// `--kill-exec-on-disconnect`: a vanished client's exec process is killed.
     pub kill_exec_on_disconnect: bool,
+    /// `--request-header-timeout` of the streaming server.
+    pub request_header_timeout: Option<&'static str>,
 }
 
 pub struct Lab {
@@ -114,6 +116,10 @@ impl Lab {
         }
         if opts.kill_exec_on_disconnect {
             args.push("--kill-exec-on-disconnect".into());
+        }
+        if let Some(timeout) = opts.request_header_timeout {
+            args.push("--request-header-timeout".into());
+            args.push(timeout.into());
         }
         let exe = env!("CARGO_BIN_EXE_cri-streaming");
         let mut cmd = match opts.tiny_runtime_tmpfs {

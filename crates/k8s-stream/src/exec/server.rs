@@ -226,7 +226,10 @@ where
                 streams[usize::from(t.channel())] = Some(stream);
                 received += 1;
             }
-            None => tracing::warn!(headers = ?stream.headers(), "unexpected stream type"),
+            None => tracing::warn!(
+                stream_type = ?crate::Bounded(spdy::header(stream.headers(), STREAM_TYPE_HEADER)),
+                "unexpected stream type"
+            ),
         }
     }
     // Still accept (and ignore) late streams so the client's CreateStream does not hang.

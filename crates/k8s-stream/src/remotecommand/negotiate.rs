@@ -3,8 +3,9 @@
 //!
 //! Checked against: apimachinery `util/httpstream/httpstream.go` (`Handshake`: client preference
 //! wins, 403 `unable to upgrade: unable to negotiate protocol: ...` plus one
-//! `X-Accepted-Stream-Protocol-Versions` header per server version, missing header = error without
-//! a response), `util/httpstream/spdy/upgrade.go` (400 `unable to upgrade: missing upgrade headers
+//! `X-Accepted-Stream-Protocol-Versions` header per server version, a missing header = 400
+//! `unable to upgrade: X-Stream-Protocol-Version is required` written by kubelet remotecommand
+//! `httpstream.go` `createHTTPStreamStreams`), `util/httpstream/spdy/upgrade.go` (400 `unable to upgrade: missing upgrade headers
 //! in request: %#v`, written with `http.Error`, i.e. text/plain and a trailing newline),
 //! `util/httpstream/wsstream/conn.go` (`IsWebSocketRequest`, subprotocol choice: first client
 //! protocol the server allows, none offered = `""` = `channel.k8s.io`), golang.org/x/net/websocket
@@ -65,7 +66,7 @@ pub struct Upgrade {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct UpgradeRejection {
-    /// Response status (200 for the missing-version case, where upstream writes no response).
+    /// Response status.
     pub status: StatusCode,
     /// Response body, exactly.
     pub body: String,
@@ -138,11 +139,11 @@ fn negotiate_spdy(
 ) -> Result<Upgrade, Box<UpgradeRejection>> {
     let offered = comma_values(request, HEADER_PROTOCOL_VERSION);
     if offered.is_empty() {
-        // Upstream returns this error without writing a response: Go then sends an empty 200.
-        return Err(UpgradeRejection::new(
-            StatusCode::OK,
+        // `Handshake` returns this error and the streaming server writes it with `http.Error`
+        // (remotecommand `createHTTPStreamStreams`), as since Kubernetes 1.18.
+        return Err(UpgradeRejection::http_error(
+            StatusCode::BAD_REQUEST,
             "unable to upgrade: X-Stream-Protocol-Version is required".into(),
-            String::new(),
             HeaderMap::new(),
         ));
     }

@@ -523,12 +523,16 @@ impl Lab {
             streaming_mode: mode,
             resync_period: Duration::from_millis(100),
             shutdown_grace: Duration::from_secs(1),
+            limits: hop_kit::ConnectionLimits::KUBELET,
         }
     }
 
     pub async fn start_kubelet(&self, mode: StreamingMode) -> KubeletHandle {
-        let server = self
-            .config(mode)
+        self.start_kubelet_with(self.config(mode)).await
+    }
+
+    pub async fn start_kubelet_with(&self, config: Config) -> KubeletHandle {
+        let server = config
             .bind_with_tls(self.pki.server_tls())
             .await
             .expect("bind kubelet");
