@@ -72,11 +72,11 @@ async fn hop_status(layout: &LabLayout, record: &LabRecord, pki: &PkiPaths, hop:
     if hop == Hop::ShimExec {
         let pids = sweep::shim_pids(layout);
         let sockets = shim_sockets(layout);
-        let health = if pids.is_empty() {
-            Err("no shim running".to_owned())
-        } else {
-            Ok(String::new())
-        };
+        let answering: Vec<(String, bool)> = sockets
+            .iter()
+            .map(|s| (s.clone(), socket_answers(s)))
+            .collect();
+        let health = shim_health(&pids, &answering);
         let urls = shim_metrics_urls(layout);
         return HopStatus {
             hop,
@@ -205,6 +205,36 @@ pub fn shim_metrics_urls(layout: &LabLayout) -> Vec<String> {
     urls
 }
 
+/// Healthy when a shim runs and someone listens on every shim socket. A socket no one answers on
+/// is a dead shim's: its process is gone (killed, say) and nothing cleaned up after it.
+pub fn shim_health(pids: &[u32], sockets: &[(String, bool)]) -> Result<String, String> {
+    let dead: Vec<&str> = sockets
+        .iter()
+        .filter(|(_, answers)| !answers)
+        .map(|(socket, _)| socket.as_str())
+        .collect();
+    if !dead.is_empty() {
+        return Err(format!(
+            "dead shim: {} (connection refused)",
+            dead.join(" ")
+        ));
+    }
+    if pids.is_empty() {
+        return Err("no shim running".to_owned());
+    }
+    Ok(String::new())
+}
+
+/// Whether a process listens on `unix://PATH`: only a refused connection (a socket file
+/// without its listener) counts as nobody.
+fn socket_answers(address: &str) -> bool {
+    let path = address.trim_start_matches("unix://");
+    !matches!(
+        std::os::unix::net::UnixStream::connect(path),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}
+
 /// The shims' ttrpc sockets in the lab's socket dir (everything there but the CRI socket).
 fn shim_sockets(layout: &LabLayout) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(layout.run_dir()) else {
@@ -265,5 +295,44 @@ impl fmt::Display for LabStatus {
             writeln!(f, "{}", line.trim_end())?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_no_one_answers_on_is_a_dead_shim() {
+        let live = ("unix:///lab/run/a.sock".to_owned(), true);
+        let dead = ("unix:///lab/run/b.sock".to_owned(), false);
+        assert_eq!(
+            shim_health(&[7], std::slice::from_ref(&live)),
+            Ok(String::new())
+        );
+        // A dead shim beside a live one (the pod recreated, the old socket left) is no health.
+        let both = shim_health(&[7], &[live.clone(), dead.clone()]).expect_err("dead");
+        assert_eq!(
+            both,
+            "dead shim: unix:///lab/run/b.sock (connection refused)"
+        );
+        assert!(shim_health(&[], &[dead])
+            .expect_err("dead")
+            .starts_with("dead shim"));
+        assert_eq!(shim_health(&[], &[]), Err("no shim running".to_owned()));
+    }
+
+    #[test]
+    fn only_a_listener_answers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.sock");
+        let address = format!("unix://{}", path.display());
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        assert!(socket_answers(&address));
+        drop(listener);
+        assert!(
+            !socket_answers(&address),
+            "the file stays, its listener is gone"
+        );
     }
 }

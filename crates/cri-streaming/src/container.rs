@@ -33,12 +33,37 @@ use crate::store::{container_name, generate_id, now_nanos, ContainerRecord};
 const SIGTERM: u32 = 15;
 /// How long a container's exit waits for the rest of its output.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+/// How long a container whose shim died waits for the cleanup's exit (its `delete` runs are
+/// bounded by 30 s each and run at once).
+pub(crate) const DEAD_SHIM_CLEANUP: Duration = Duration::from_secs(40);
 
 pub(crate) fn container_not_found(id: &str) -> CriError {
     CriError::new(
         ErrorClass::NotFound,
         format!("an error occurred when try to find container {id:?}: not found"),
     )
+}
+
+/// The reason CRI reports for an exit: containerd's `completeExitReason` / `errorExitReason`
+/// (container_status.go; no OOM here).
+pub(crate) fn exit_reason(code: i32) -> &'static str {
+    if code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    }
+}
+
+/// Records a running container's exit (containerd's `handleContainerExit`: only the first
+/// exit counts).
+pub(crate) fn record_exit(c: &mut ContainerRecord, code: i32, finished_at: i64) {
+    if c.state != ContainerState::ContainerRunning {
+        return;
+    }
+    c.state = ContainerState::ContainerExited;
+    c.finished_at = finished_at;
+    c.exit_code = code;
+    c.reason = exit_reason(code).into();
 }
 
 /// containerd's `criContainerStateToString`: the enum's proto name.
@@ -201,7 +226,7 @@ impl Runtime {
     }
 
     pub async fn start_container(&self, id: &str) -> Result<(), CriError> {
-        let (id, shim, bundle_dir, tty, stdin, log_file) = {
+        let (id, shim, dead_shim_cleaned, bundle_dir, tty, stdin, log_file) = {
             let store = self.store();
             let id = store
                 .container_id(id)
@@ -223,9 +248,11 @@ impl Runtime {
                     c.sandbox_id
                 ))
             })?;
+            let cleaned = sb.map(|s| s.dead_shim_cleaned.clone()).unwrap_or_default();
             (
                 id.clone(),
                 shim,
+                cleaned,
                 c.bundle_dir.clone(),
                 c.tty,
                 c.stdin,
@@ -324,6 +351,17 @@ impl Runtime {
         let cid = id.clone();
         tokio::spawn(async move {
             let result = shim.wait(&cid, "", None).await;
+            if matches!(&result, Err(e) if e.is_transport()) {
+                // The shim died: the exit is the one its cleanup's `delete` reports (containerd
+                // publishes TaskExit from cleanupAfterDeadShim), once the orphans are killed.
+                let cleaned = dead_shim_cleaned.cancelled();
+                if tokio::time::timeout(DEAD_SHIM_CLEANUP, cleaned)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(container = %cid, "no cleanup after the shim's death");
+                }
+            }
             // Output first, so an attach session sees everything before the end; but a
             // background child (or a dead shim's orphan) may hold the FIFOs open for good.
             let drain = async {
@@ -339,20 +377,22 @@ impl Runtime {
             {
                 let mut store = lock_store(&store);
                 if let Some(c) = store.containers.get_mut(&cid) {
-                    c.state = ContainerState::ContainerExited;
-                    c.finished_at = now_nanos();
                     c.output = None;
                     c.stdin_writer = None;
+                    // A dead shim's cleanup may have recorded the exit already.
                     match &result {
                         Ok(code) => {
-                            c.exit_code = i32::try_from(*code).unwrap_or(i32::MAX);
-                            c.reason = if *code == 0 { "Completed" } else { "Error" }.into();
+                            let code = i32::try_from(*code).unwrap_or(i32::MAX);
+                            record_exit(c, code, now_nanos());
                         }
-                        Err(e) => {
+                        Err(e) if c.state == ContainerState::ContainerRunning => {
+                            c.state = ContainerState::ContainerExited;
+                            c.finished_at = now_nanos();
                             c.exit_code = 255;
                             c.reason = "Unknown".into();
                             c.message = e.to_string();
                         }
+                        Err(_) => {}
                     }
                 }
             }
@@ -541,4 +581,16 @@ pub fn kubelet_labels(
             container.to_string(),
         ),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_reasons_follow_containerd() {
+        assert_eq!(exit_reason(0), "Completed");
+        assert_eq!(exit_reason(137), "Error");
+        assert_eq!(exit_reason(1), "Error");
+    }
 }

@@ -1,6 +1,7 @@
 //! Pod sandboxes: one shim per pod (started through the shim binary contract) running the
 //! pause container as the sandbox task; stop kills every task of the pod and shuts its shim
-//! down, remove deletes what is left on disk.
+//! down, remove deletes what is left on disk. A shim that dies is cleaned up after as
+//! containerd does ([`cleanup_after_dead_shim`]).
 //!
 //! Behaviour checked against containerd `internal/cri/server/{sandbox_run.go,sandbox_stop.go,
 //! sandbox_remove.go,sandbox_status.go,sandbox_list.go}`: stop is idempotent and kills the pod's
@@ -9,21 +10,23 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cri_api::runtime::v1::{
-    LinuxPodSandboxStatus, Namespace, PodSandbox, PodSandboxConfig, PodSandboxFilter,
-    PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
+    ContainerState, LinuxPodSandboxStatus, Namespace, PodSandbox, PodSandboxConfig,
+    PodSandboxFilter, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
 };
 use shim_exec::bundle::{write_bundle, ContainerSpec};
 use tokio::sync::{watch, Mutex as AsyncMutex};
+use tokio_util::sync::CancellationToken;
 
+use crate::container::DEAD_SHIM_CLEANUP;
 use crate::errdefs::ErrorClass;
 use crate::filters::{sandbox_matches, Subject};
 use crate::runtime::{lock_store, CriError, Runtime};
-use crate::shim::{ProcessIo, Shim};
-use crate::store::{generate_id, now_nanos, sandbox_name, SandboxRecord};
+use crate::shim::{DeletedTask, ProcessIo, Shim, ShimLauncher, ShimWatch};
+use crate::store::{generate_id, now_nanos, sandbox_name, SandboxRecord, Store};
 
 /// What the pause container runs: busybox `sleep` for ~68 years (no pause binary in the lab).
 const PAUSE_ARGS: [&str; 2] = ["sleep", "2147483647"];
@@ -103,6 +106,7 @@ impl Runtime {
             }
         };
 
+        let shim_watch = ShimWatch::connect(shim.address()).await;
         let (exited_tx, exited_rx) = watch::channel(false);
         let record = SandboxRecord {
             id: id.clone(),
@@ -117,8 +121,10 @@ impl Runtime {
             pause_pid: pid,
             pause_exited: exited_rx,
             lifecycle: Arc::new(AsyncMutex::new(())),
+            dead_shim_cleaned: CancellationToken::new(),
         };
         self.store().sandboxes.insert(id.clone(), record);
+        self.watch_shim(&id, shim_watch);
 
         // The pod is NotReady once its pause container is gone (or its shim died).
         let store = self.store_handle();
@@ -133,6 +139,30 @@ impl Runtime {
         });
         tracing::info!(sandbox = %id, pid, "pod sandbox running");
         Ok(id)
+    }
+
+    /// Cleans up after the pod's shim once its connection closes: containerd's ttrpc onClose
+    /// callback (runtime/v2 `startShim`), event-driven, without polling the process.
+    fn watch_shim(&self, id: &str, watch: std::io::Result<ShimWatch>) {
+        let (store, shims, id) = (self.store_handle(), self.shims.clone(), id.to_string());
+        tokio::spawn(async move {
+            match watch {
+                Ok(watch) => {
+                    let pid = watch.pid();
+                    watch.closed().await;
+                    tracing::debug!(sandbox = %id, ?pid, "shim connection closed");
+                }
+                // Nobody listens any more: the shim died before it could be watched.
+                Err(e) if is_gone(&e) => {
+                    tracing::debug!(sandbox = %id, error = %e, "shim gone before it was watched");
+                }
+                Err(e) => {
+                    tracing::warn!(sandbox = %id, error = %e, "cannot watch the shim; its death will go uncleaned");
+                    return;
+                }
+            }
+            cleanup_after_dead_shim(&store, &shims, &id).await;
+        });
     }
 
     /// Writes the pause bundle, starts the pod's shim and the pause task in it.
@@ -190,7 +220,7 @@ impl Runtime {
             self.stop_container(cid, 0).await?;
         }
 
-        let (shim, bundle_dir, mut pause_exited) = {
+        let (shim, bundle_dir, mut pause_exited, cleaned) = {
             let mut store = self.store();
             let Some(sb) = store.sandboxes.get_mut(&id) else {
                 return Ok(());
@@ -199,8 +229,14 @@ impl Runtime {
                 sb.shim.take(),
                 sb.bundle_dir.clone(),
                 sb.pause_exited.clone(),
+                sb.dead_shim_cleaned.clone(),
             )
         };
+        if shim.is_none() {
+            // A dead shim's cleanup took the shim: the pod is stopped once its deletes are done
+            // (already so after an earlier stop).
+            let _ = tokio::time::timeout(DEAD_SHIM_CLEANUP, cleaned.cancelled()).await;
+        }
         if let Some(shim) = shim {
             if let Err(e) = shim.kill(&id, "", SIGKILL, None).await {
                 if !e.is_not_found() && !e.is_transport() {
@@ -214,11 +250,7 @@ impl Runtime {
             if !alive {
                 // The shim died: its containers are nobody's children any more. The binary's
                 // `delete` cleans one task up per call (containerd's cleanupAfterDeadShim).
-                for (cid, bundle) in &containers {
-                    if let Err(e) = self.shims.delete(cid, bundle).await {
-                        tracing::warn!(container = %cid, error = %e, "shim delete after shim death");
-                    }
-                }
+                delete_dead_tasks(&self.store_handle(), &self.shims, &containers).await;
             }
             if let Err(e) = self.shims.delete(&id, &bundle_dir).await {
                 tracing::debug!(sandbox = %id, error = %e, "shim delete");
@@ -227,6 +259,9 @@ impl Runtime {
         let mut store = self.store();
         if let Some(sb) = store.sandboxes.get_mut(&id) {
             sb.state = PodSandboxState::SandboxNotready;
+            // No cleanup after a dead shim comes any more (the stop took the shim); whoever
+            // waits for one stops waiting.
+            sb.dead_shim_cleaned.cancel();
         }
         tracing::info!(sandbox = %id, "pod sandbox stopped");
         Ok(())
@@ -329,6 +364,78 @@ impl Runtime {
         }
         self.remove_dirs();
     }
+}
+
+/// containerd's `cleanupAfterDeadShim` (runtime/v2/manager.go, run from each task's ttrpc
+/// onClose) for every task of a pod whose shim died: the shim binary's `delete` (`runc delete
+/// --force`, which kills the orphaned processes; shim-exec's also removes the socket and
+/// metrics file), then the exit it reports becomes the container's, as the CRI plugin's
+/// TaskExit handler records it; the sandbox reads NotReady, so the kubelet recreates the pod.
+/// Nothing to do when a stop took the shim first: it tore the shim down on purpose.
+pub(crate) async fn cleanup_after_dead_shim(
+    store: &Arc<Mutex<Store>>,
+    shims: &ShimLauncher,
+    sandbox_id: &str,
+) {
+    let (tasks, cleaned) = {
+        let mut store = lock_store(store);
+        let Some(sb) = store.sandboxes.get_mut(sandbox_id) else {
+            return;
+        };
+        if sb.shim.take().is_none() {
+            return;
+        }
+        sb.state = PodSandboxState::SandboxNotready;
+        let cleaned = sb.dead_shim_cleaned.clone();
+        let pause = (sandbox_id.to_string(), sb.bundle_dir.clone());
+        // Every container that got a task (a never-started one has none to delete).
+        let mut tasks: Vec<(String, PathBuf)> = store
+            .containers
+            .values()
+            .filter(|c| c.sandbox_id == sandbox_id)
+            .filter(|c| c.state != ContainerState::ContainerCreated)
+            .map(|c| (c.id.clone(), c.bundle_dir.clone()))
+            .collect();
+        tasks.push(pause);
+        (tasks, cleaned)
+    };
+    tracing::warn!(sandbox = %sandbox_id, tasks = tasks.len(), "cleaning up after shim disconnected");
+    delete_dead_tasks(store, shims, &tasks).await;
+    cleaned.cancel();
+}
+
+/// The binary's `delete` for each of `tasks` (id, bundle), all at once as containerd's
+/// per-task callbacks run; a running container takes the exit it reports (255 and now when
+/// `delete` failed, as containerd then publishes).
+async fn delete_dead_tasks(
+    store: &Arc<Mutex<Store>>,
+    shims: &ShimLauncher,
+    tasks: &[(String, PathBuf)],
+) {
+    let deletes = tasks.iter().map(|(id, bundle)| async move {
+        let exit = shims.delete(id, bundle).await.unwrap_or_else(|e| {
+            tracing::warn!(task = %id, error = %e, "failed to delete a dead shim's task");
+            DeletedTask::unknown_now()
+        });
+        (id, exit)
+    });
+    let exits = futures_util::future::join_all(deletes).await;
+    let mut store = lock_store(store);
+    for (id, exit) in exits {
+        tracing::info!(task = %id, exit_status = exit.exit_status, "dead shim's task deleted");
+        if let Some(c) = store.containers.get_mut(id) {
+            let code = i32::try_from(exit.exit_status).unwrap_or(i32::MAX);
+            crate::container::record_exit(c, code, exit.exited_at);
+        }
+    }
+}
+
+/// Whether a connect error means nobody listens on the socket any more.
+fn is_gone(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+    )
 }
 
 /// Kills, awaits and deletes `tasks` in `shim`, then asks the shim to exit. Returns whether

@@ -1,5 +1,5 @@
 //! One shim per pod sandbox: starting it through the shim v2 binary contract, the ttrpc task
-//! client, and the `delete` cleanup call.
+//! client, the `delete` cleanup call, and noticing that a shim died ([`ShimWatch`]).
 //!
 //! Checked against containerd `core/runtime/v2/shim.go` / `binary.go` (`<shim> -namespace NS
 //! -address ADDR -publish-binary BIN -id ID start`, cwd = bundle, the ttrpc address printed on
@@ -11,12 +11,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use containerd_shim_protos::api::{
-    CloseIORequest, CreateTaskRequest, DeleteRequest, ExecProcessRequest, KillRequest,
-    ResizePtyRequest, ShutdownRequest, StartRequest, WaitRequest,
+    CloseIORequest, CreateTaskRequest, DeleteRequest, DeleteResponse, ExecProcessRequest,
+    KillRequest, ResizePtyRequest, ShutdownRequest, StartRequest, WaitRequest,
 };
 use containerd_shim_protos::shim_async::TaskClient;
 use hop_kit::TraceParent;
 use protobuf::well_known_types::any::Any;
+use protobuf::Message;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
@@ -44,13 +45,16 @@ pub enum ShimError {
     /// The connection to the shim failed or closed (e.g. the shim died).
     #[error("{}", client_error_text(ErrorClass::Unknown, message))]
     Transport { message: String },
+    /// The binary's `delete` printed something that is no `DeleteResponse`.
+    #[error("failed to decode delete response: {0}")]
+    Decode(String),
 }
 
 impl ShimError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Rpc { class, .. } => *class,
-            Self::Launch(_) | Self::Transport { .. } => ErrorClass::Unknown,
+            Self::Launch(_) | Self::Transport { .. } | Self::Decode(_) => ErrorClass::Unknown,
         }
     }
 
@@ -149,8 +153,7 @@ impl ShimLauncher {
     /// Runs `<shim> ... -id ID start` in `bundle` and connects to the address it prints.
     pub async fn start(&self, id: &str, bundle: &Path) -> Result<Shim, ShimError> {
         let output = run_binary(self.command(id, bundle, "start")).await?;
-        let address = output
-            .stdout
+        let address = String::from_utf8_lossy(&output.stdout)
             .lines()
             .map(str::trim)
             .find(|l| !l.is_empty())
@@ -164,16 +167,59 @@ impl ShimLauncher {
         Ok(shim)
     }
 
-    /// Runs `<shim> ... -id ID -bundle DIR delete` (cleanup after the shim is gone).
-    pub async fn delete(&self, id: &str, bundle: &Path) -> Result<(), ShimError> {
-        run_binary(self.command(id, bundle, "delete"))
-            .await
-            .map(drop)
+    /// Runs `<shim> ... -id ID -bundle DIR delete` (cleanup after the shim is gone) and returns
+    /// what it reports of the task.
+    pub async fn delete(&self, id: &str, bundle: &Path) -> Result<DeletedTask, ShimError> {
+        let output = run_binary(self.command(id, bundle, "delete")).await?;
+        if !output.stderr.is_empty() {
+            // containerd logs it as "cleanup warnings" (runtime/v2/binary.go Delete).
+            tracing::warn!(%id, stderr = %output.stderr, "cleanup warnings");
+        }
+        DeletedTask::decode(&output.stdout)
+    }
+}
+
+/// The task as the binary's `delete` reports it: its `DeleteResponse` (protobuf on stdout).
+/// containerd publishes these figures as the task's exit (runtime/v2 `cleanupAfterDeadShim`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletedTask {
+    pub pid: u32,
+    pub exit_status: u32,
+    /// Nanoseconds since the epoch.
+    pub exited_at: i64,
+}
+
+impl DeletedTask {
+    /// What containerd publishes when `delete` itself failed: status 255, now, pid 0.
+    pub fn unknown_now() -> Self {
+        Self {
+            pid: 0,
+            exit_status: 255,
+            exited_at: crate::store::now_nanos(),
+        }
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, ShimError> {
+        let response = DeleteResponse::parse_from_bytes(bytes)
+            .map_err(|e| ShimError::Decode(e.to_string()))?;
+        let exited_at = match response.exited_at.as_ref() {
+            Some(t) => t
+                .seconds
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::from(t.nanos)),
+            None => crate::store::now_nanos(),
+        };
+        Ok(Self {
+            pid: response.pid,
+            exit_status: response.exit_status,
+            exited_at,
+        })
     }
 }
 
 struct BinaryOutput {
-    stdout: String,
+    /// Raw: `delete` prints protobuf.
+    stdout: Vec<u8>,
     stderr: String,
 }
 
@@ -209,9 +255,41 @@ async fn run_binary(mut cmd: Command) -> Result<BinaryOutput, ShimError> {
         return Err(ShimError::Launch(format!("{status}: {stderr}")));
     }
     Ok(BinaryOutput {
-        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stdout: out,
         stderr,
     })
+}
+
+/// A second, idle connection to a shim's socket, made to learn when the shim is gone: it reads
+/// EOF once the shim's end closes (the process died, or shut down). containerd learns this from
+/// its ttrpc client's `WithOnClose` callback; the Rust ttrpc client offers no such hook.
+pub struct ShimWatch {
+    stream: tokio::net::UnixStream,
+}
+
+impl ShimWatch {
+    /// Connects to the shim listening at `address` (`unix://…`).
+    pub async fn connect(address: &str) -> std::io::Result<Self> {
+        let path = address.strip_prefix("unix://").unwrap_or(address);
+        let stream = tokio::net::UnixStream::connect(path).await?;
+        Ok(Self { stream })
+    }
+
+    /// The shim's pid, as the kernel knows the socket's peer.
+    pub fn pid(&self) -> Option<i32> {
+        self.stream.peer_cred().ok().and_then(|c| c.pid())
+    }
+
+    /// Resolves once the shim's end of the connection closed.
+    pub async fn closed(mut self) {
+        // The shim never writes on a connection that sends no request; whatever comes is dropped.
+        let mut buf = [0u8; 256];
+        while let Ok(n) = self.stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    }
 }
 
 /// The task API of one running shim.
@@ -508,6 +586,69 @@ mod tests {
             read >= SPEC,
             "the shim got {read} of {SPEC} bytes: connection cut"
         );
+    }
+
+    #[test]
+    fn delete_responses_decode_to_the_tasks_exit() {
+        use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
+        let response = DeleteResponse {
+            pid: 4242,
+            exit_status: 137,
+            exited_at: Some(Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 5,
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        let bytes = response.write_to_bytes().expect("encode");
+        assert_eq!(
+            DeletedTask::decode(&bytes).expect("decode"),
+            DeletedTask {
+                pid: 4242,
+                exit_status: 137,
+                exited_at: 1_700_000_000_000_000_005,
+            }
+        );
+        // No exit time: the cleanup's own time, as the runc shim reports it.
+        let before = crate::store::now_nanos();
+        let bare = DeleteResponse {
+            exit_status: 137,
+            ..Default::default()
+        };
+        let decoded = DeletedTask::decode(&bare.write_to_bytes().expect("encode")).expect("decode");
+        assert!(decoded.exited_at >= before, "{decoded:?}");
+        let err = DeletedTask::decode(b"\xff\xff\xff").expect_err("not a DeleteResponse");
+        assert!(
+            err.to_string()
+                .starts_with("failed to decode delete response"),
+            "{err}"
+        );
+    }
+
+    /// The watch resolves when the shim's end closes, and not before.
+    #[tokio::test]
+    async fn a_watch_resolves_when_the_shim_end_closes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shim.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        let address = format!("unix://{}", path.display());
+        let (watch, accepted) = tokio::join!(ShimWatch::connect(&address), listener.accept());
+        let watch = watch.expect("connect");
+        let (conn, _) = accepted.expect("accept");
+        assert_eq!(watch.pid(), i32::try_from(std::process::id()).ok());
+        let closed = tokio::spawn(watch.closed());
+        tokio::task::yield_now().await;
+        assert!(
+            !closed.is_finished(),
+            "resolved while the shim's end is open"
+        );
+        drop(conn);
+        tokio::time::timeout(Duration::from_secs(10), closed)
+            .await
+            .expect("resolved once the shim's end closed")
+            .expect("task");
     }
 
     #[test]

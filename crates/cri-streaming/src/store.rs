@@ -16,6 +16,7 @@ use cri_api::runtime::v1::{
     PodSandboxState,
 };
 use tokio::sync::{broadcast, watch, Mutex as AsyncMutex};
+use tokio_util::sync::CancellationToken;
 
 use crate::shim::Shim;
 
@@ -49,6 +50,10 @@ pub struct SandboxRecord {
     pub pause_exited: watch::Receiver<bool>,
     /// Serializes stop/remove of this sandbox.
     pub lifecycle: Arc<AsyncMutex<()>>,
+    /// Cancelled once a dead shim's tasks were deleted and their exits recorded (or the sandbox
+    /// was stopped): a container whose Wait broke with the shim waits for it, so that its exit
+    /// is the one `delete` reported, not the broken call.
+    pub dead_shim_cleaned: CancellationToken,
 }
 
 /// Output of a running container, for attach sessions.

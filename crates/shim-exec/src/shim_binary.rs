@@ -5,9 +5,9 @@
 //!   otherwise bind the socket, re-execute this binary without an action word as the daemon
 //!   (new session, stdin/stdout on /dev/null, stderr appended to the log file, the listener as
 //!   fd 3), wait until it answers a ttrpc `Connect`, print `unix://<socket>` and exit 0.
-//! * `delete`: `runc delete --force <id>`, unmount `<bundle>/rootfs`, remove the bundle's pid files, remove the socket if no
-//!   shim answers on it, print a `DeleteResponse` (exit status 128+SIGKILL, as containerd's
-//!   runc shim reports it) in protobuf on stdout.
+//! * `delete`: `runc delete --force <id>`, unmount `<bundle>/rootfs`, remove the bundle's pid files, remove the socket
+//!   (and the metrics address file) if no shim answers on it, print a `DeleteResponse` (exit
+//!   status 128+SIGKILL, as containerd's runc shim reports it) in protobuf on stdout.
 //! * no action: serve on fd 3 (see [`crate::server`]).
 //!
 //! Log file: `$EXECLAB_SHIM_LOG`, else `shim.log` in the bundle (the working directory).
@@ -209,9 +209,16 @@ pub fn delete(args: &ShimArgs, config: &ShimConfig) -> Result<Vec<u8>, ShimBinar
         }
     }
     let socket = config.socket_path(&args.namespace, &args.id);
-    if matches!(UnixStream::connect(&socket), Err(e) if e.kind() == io::ErrorKind::ConnectionRefused)
-    {
+    let shim_gone = matches!(
+        UnixStream::connect(&socket),
+        Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound)
+    );
+    if shim_gone {
         let _ = fs::remove_file(&socket);
+        // A killed daemon could not remove its metrics address file; nothing serves there.
+        if let Some(dir) = std::env::var_os(METRICS_DIR_ENV).filter(|d| !d.is_empty()) {
+            let _ = fs::remove_file(metrics_addr_file(Path::new(&dir), &args.id));
+        }
     }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
