@@ -12,9 +12,11 @@
 //! `Internal error occurred: <err>`, which is why [ws] texts gain that prefix.
 //!
 //! A client that goes away (its connection closed or reset) does not end the session, as it
-//! does not upstream: stdin reaches EOF (upstream reads it from a pipe the WebSocket's end
-//! closes), output the client can no longer take is read and dropped (client-go's `copyStdout`
-//! discards after a failed write), and the session ends with the command.
+//! does not upstream: its stdin pump fails and drops the SPDY stdin stream, which ends it (the
+//! command reads EOF, as from upstream's WebSocket pipes once `wsstream` closes them); its
+//! output pump fails and drops the SPDY output streams, whose data the session then discards
+//! (client-go's `copyStdout` reads into `io.Discard`); the session ends with the command, so one
+//! that never ends keeps it open at every hop, as upstream 1.32 does.
 //!
 //! Checked against: apiserver `util/proxy/streamtranslator.go` (`ServeHTTP`,
 //! `codeExitToStatusError`, `translatorSizeQueue`), `util/proxy/websocket.go` (server streams),
@@ -23,7 +25,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 
 use crate::exec::{pump, ClientStreams, ExecError, ExecOutcome, ServerStreams};
 use crate::remotecommand::{RemoteError, Status, UpgradeError};
@@ -77,7 +79,7 @@ where
     } = back;
 
     let stdin_task = match (stdin, back_stdin) {
-        (Some(from), Some(to)) => Some(tokio::spawn(pump(EofAtError(from), to))),
+        (Some(from), Some(to)) => Some(tokio::spawn(pump(from, to))),
         _ => None,
     };
     let resize_task = match (resize, back_resize) {
@@ -92,13 +94,13 @@ where
     };
     let out = async {
         match (back_stdout, stdout) {
-            (Some(from), Some(to)) => forward_output(from, FirstByteEvent::new(to)).await,
+            (Some(from), Some(to)) => pump(from, FirstByteEvent::new(to)).await.unwrap_or(0),
             _ => 0,
         }
     };
     let err = async {
         match (back_stderr, stderr) {
-            (Some(from), Some(to)) => forward_output(from, to).await,
+            (Some(from), Some(to)) => pump(from, to).await.unwrap_or(0),
             _ => 0,
         }
     };
@@ -125,66 +127,6 @@ where
         stdin_bytes,
         output_bytes: out_bytes + err_bytes,
     })
-}
-
-/// Copies one output stream to the client; once the client cannot take it, the rest is read
-/// and dropped, so that the command is not held up by a client that is gone.
-async fn forward_output<R, W>(mut from: R, to: W) -> u64
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut counted = Counting {
-        inner: &mut from,
-        bytes: 0,
-    };
-    match pump(&mut counted, to).await {
-        Ok(bytes) => bytes,
-        Err(err) => {
-            tracing::debug!(error = %err, "client output failed; discarding the rest");
-            let forwarded = counted.bytes;
-            let _ = tokio::io::copy(&mut from, &mut tokio::io::sink()).await;
-            forwarded
-        }
-    }
-}
-
-/// Counts what is read through it.
-struct Counting<R> {
-    inner: R,
-    bytes: u64,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.bytes += (buf.filled().len() - before) as u64;
-        polled
-    }
-}
-
-/// The client's stdin, read to EOF whatever way its connection ends.
-struct EofAtError<R>(R);
-
-impl<R: AsyncRead + Unpin> AsyncRead for EofAtError<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match std::task::ready!(Pin::new(&mut self.0).poll_read(cx, buf)) {
-            Err(err) => {
-                tracing::debug!(error = %err, "client connection ended; stdin EOF");
-                Poll::Ready(Ok(()))
-            }
-            ok => Poll::Ready(ok),
-        }
-    }
 }
 
 /// Logs `event = "first_byte"` when the first stdout bytes reach the client: the translator's
