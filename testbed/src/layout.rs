@@ -127,6 +127,24 @@ impl LabLayout {
     pub fn addr_file(&self, hop: Hop) -> PathBuf {
         self.addr_dir().join(hop.name())
     }
+    /// The running shims' metrics address files, `DIR/addr/shim-exec.<sandbox id>.metrics`
+    /// (each shim removes its own when it exits), sorted.
+    pub fn shim_metrics_files(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.addr_dir()) else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("shim-exec.") && n.ends_with(".metrics"))
+            })
+            .collect();
+        files.sort();
+        files
+    }
     pub fn lab_record(&self) -> PathBuf {
         self.root.join("lab.json")
     }

@@ -187,18 +187,10 @@ async fn probe_hop(
 /// The metrics URLs of the running shims, from `DIR/addr/shim-exec.<id>.metrics` (each shim
 /// removes its file when it exits).
 pub fn shim_metrics_urls(layout: &LabLayout) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(layout.addr_dir()) else {
-        return Vec::new();
-    };
-    let mut urls: Vec<String> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("shim-exec.") && n.ends_with(".metrics"))
-        })
-        .filter_map(|p| hop_kit::read_addr_file(&p).ok())
+    let mut urls: Vec<String> = layout
+        .shim_metrics_files()
+        .iter()
+        .filter_map(|p| hop_kit::read_addr_file(p).ok())
         .map(|addr| format!("http://{addr}/metrics"))
         .collect();
     urls.sort();

@@ -4,23 +4,16 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use execlab::Hop;
+use execlab::{Hop, LabLayout};
 
 /// The metrics address file of a hop; for shim-exec, the one shim of the lab's pod.
 pub fn metrics_file(dir: &Path, hop: Hop) -> PathBuf {
     if hop != Hop::ShimExec {
         return dir.join("addr").join(format!("{hop}.metrics"));
     }
-    let shims: Vec<_> = std::fs::read_dir(dir.join("addr"))
-        .expect("addr dir")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("shim-exec.") && n.ends_with(".metrics"))
-        })
-        .collect();
+    let shims = LabLayout::new(dir)
+        .expect("lab layout")
+        .shim_metrics_files();
     assert_eq!(shims.len(), 1, "one shim metrics file: {shims:?}");
     shims[0].clone()
 }
