@@ -29,17 +29,7 @@ async fn missing_or_foreign_client_certificate_gets_401() {
         assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
     }
     // /healthz needs no certificate.
-    let (status, body, _) = refused(
-        request(
-            &kubelet,
-            lab.pki.client(None),
-            Method::GET,
-            "/healthz",
-            HeaderMap::new(),
-        )
-        .await,
-    );
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    assert_healthz_ok(&lab, &kubelet).await;
     kubelet.stop().await;
 }
 
@@ -498,16 +488,19 @@ async fn a_request_head_that_never_ends_is_closed() {
     assert!(hop_kit::test_io::peer_closed_within(&mut bare, held)
         .await
         .is_some());
-    let (status, body, _) = refused(
-        request(
-            &kubelet,
-            lab.pki.client(None),
-            Method::GET,
-            "/healthz",
-            HeaderMap::new(),
-        )
-        .await,
-    );
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    assert_healthz_ok(&lab, &kubelet).await;
     kubelet.stop().await;
+}
+
+/// `GET /healthz` without a client certificate answers 200 `ok`.
+async fn assert_healthz_ok(lab: &Lab, kubelet: &KubeletHandle) {
+    let healthz = request(
+        kubelet,
+        lab.pki.client(None),
+        Method::GET,
+        "/healthz",
+        HeaderMap::new(),
+    );
+    let (status, body, _) = refused(healthz.await);
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
 }
