@@ -258,7 +258,7 @@ pub async fn handle(
         );
         // The handler runs once authentication and authorization passed.
         tracing::info!(event = "authn", user = %user.name, groups = ?user.groups, "authorized");
-        let opts = match StreamOptions::from_query(kind, req.uri().query().unwrap_or("")) {
+        let opts = match StreamOptions::from_query(kind, hop_kit::path_and_query(&req).1.unwrap_or("")) {
             Ok(opts) => opts,
             Err(status) => return status.into_response(),
         };

@@ -47,7 +47,8 @@ pub async fn handle(
     conn: &ConnectionInfo,
     req: Request<Incoming>,
 ) -> ApiResponse {
-    let path = req.uri().path().to_string();
+    let (path, query) = hop_kit::path_and_query(&req);
+    let (path, query) = (path.to_owned(), query.map(str::to_owned));
     if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") && req.method() == Method::GET {
         return text(StatusCode::OK, "ok");
     }
@@ -68,7 +69,7 @@ pub async fn handle(
         );
         return ApiStatus::unauthorized().into_response();
     };
-    let info = RequestInfo::parse(req.method(), &path, req.uri().query());
+    let info = RequestInfo::parse(req.method(), &path, query.as_deref());
     if let Decision::Deny(status) = state.policy.authorize(&user, &info) {
         tracing::info!(user = %user.name, method = %req.method(), path = %k8s_stream::Bounded(&path), "forbidden");
         return status.into_response();

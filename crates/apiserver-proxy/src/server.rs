@@ -10,8 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
@@ -165,32 +163,16 @@ impl ApiServer {
                             return;
                         }
                     };
-                    let conn_info = connection_info(verdict);
-                    let conn_info = Arc::new(conn_info);
-                    let service = service_fn(move |req| {
+                    let conn_info = Arc::new(connection_info(verdict));
+                    let handle = move |req| {
                         let state = state.clone();
                         let conn_info = conn_info.clone();
-                        async move {
-                            Ok::<_, std::convert::Infallible>(
-                                handler::handle(&state, &conn_info, req).await,
-                            )
-                        }
-                    });
-                    let conn = limits
-                        .http1()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades();
-                    tokio::pin!(conn);
-                    let result = tokio::select! {
-                        result = conn.as_mut() => result,
-                        _ = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
-                            conn.as_mut().graceful_shutdown();
-                            conn.as_mut().await
-                        }
+                        async move { handler::handle(&state, &conn_info, req).await }
                     };
-                    if let Err(err) = result {
-                        tracing::debug!(error = %err, "connection ended with an error");
-                    }
+                    let stopping = async move {
+                        let _ = stop.wait_for(|stopping| *stopping).await;
+                    };
+                    hop_kit::serve_http1(stream, &limits, handle, stopping).await;
                 }
                 .instrument(tracing::debug_span!("conn", %peer)),
             );

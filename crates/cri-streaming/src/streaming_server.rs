@@ -7,7 +7,6 @@
 //! check, NotFound; routes for GET and POST) and Go `net/http` `NotFound` (404,
 //! `text/plain; charset=utf-8`, `X-Content-Type-Options: nosniff`, body `404 page not found\n`).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,28 +53,22 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let slots = hop_kit::ConnectionSlots::new(&config.limits);
-    let http1 = config.limits.http1();
     let config = Arc::new(config);
     loop {
         let (stream, peer, slot) = tokio::select! {
             accepted = slots.accept(&listener) => accepted,
             () = shutdown.cancelled() => break,
         };
-        let http1 = http1.clone();
         let (runtime, config, shutdown) = (runtime.clone(), config.clone(), shutdown.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            let service = hyper::service::service_fn(move |req| {
+            let limits = config.limits;
+            let serve_request = move |req| {
                 let (runtime, config, shutdown) =
                     (runtime.clone(), config.clone(), shutdown.clone());
-                async move { Ok::<_, Infallible>(handle(req, peer, runtime, config, shutdown)) }
-            });
-            let conn = http1
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "streaming connection");
-            }
+                async move { handle(req, peer, runtime, config, shutdown) }
+            };
+            hop_kit::serve_http1(stream, &limits, serve_request, std::future::pending()).await;
         });
     }
 }
@@ -115,7 +108,7 @@ fn handle(
     if req.method() != Method::GET && req.method() != Method::POST {
         return not_found();
     }
-    let Some((kind, token)) = parse_route(req.uri().path()) else {
+    let Some((kind, token)) = parse_route(hop_kit::path_and_query(&req).0) else {
         return not_found();
     };
     // Consumed before anything else: a token is gone even if the request fails later.

@@ -68,10 +68,15 @@ impl ConnectionLimits {
         max_connections: DEFAULT_MAX_CONNECTIONS,
     };
 
+    /// Bytes a request head may take before it is refused, as Go counts them.
+    pub fn max_head_bytes(&self) -> usize {
+        self.max_header_bytes + GO_HEADER_SLACK
+    }
+
     /// An HTTP/1.1 server builder with the head's time and size bounds.
     pub fn http1(&self) -> http1::Builder {
         let mut builder = http1::Builder::new();
-        let head = self.max_header_bytes + GO_HEADER_SLACK;
+        let head = self.max_head_bytes();
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(self.request_header_timeout)

@@ -28,7 +28,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use url::Url;
 
+use crate::long_target::TargetWriter;
 use crate::read_ahead::ReadAhead;
+use crate::request_head::{LONG_TARGET_STAND_IN, MAX_HYPER_TARGET};
 use crate::response_head::{go_read_response_error, HeadRecorder, RecordedHead};
 use crate::tls::go_tls_io_error_text;
 
@@ -165,9 +167,10 @@ impl UpgradeRequest {
         let target = Target::from_url(&self.url)?;
         let tcp = connect(&target, self.connect_timeout).await?;
         let _ = tcp.set_nodelay(true);
-        let request = self.build_request(&target)?;
+        let (request, long_target) = self.build_request(&target)?;
+        let timeout = self.response_timeout;
         match target.tls {
-            false => exchange(tcp, request, self.response_timeout).await,
+            false => exchange(tcp, request, long_target, timeout).await,
             true => {
                 let config = self.tls.clone().ok_or_else(|| {
                     DialError::Tls("tls: no client TLS configuration for https backend".into())
@@ -181,7 +184,7 @@ impl UpgradeRequest {
                         .await
                         .map_err(|_| DialError::Tls("net/http: TLS handshake timeout".into()))?
                         .map_err(|e| DialError::Tls(tls_io_error_text(&e)))?;
-                exchange(stream, request, self.response_timeout).await
+                exchange(stream, request, long_target, timeout).await
             }
         }
     }
@@ -193,15 +196,24 @@ impl UpgradeRequest {
         follow_redirect(first, self).await
     }
 
-    fn build_request(&self, target: &Target) -> Result<Request<Empty<Bytes>>, DialError> {
+    /// The request hyper writes, and the target to write in place of its stand-in when it is
+    /// too long for hyper.
+    fn build_request(
+        &self,
+        target: &Target,
+    ) -> Result<(Request<Empty<Bytes>>, Option<String>), DialError> {
         let mut path = self.url.path().to_owned();
         if let Some(query) = self.url.query() {
             path.push('?');
             path.push_str(query);
         }
+        let (uri, long_target) = match path.len() > MAX_HYPER_TARGET {
+            true => (LONG_TARGET_STAND_IN.to_owned(), Some(path)),
+            false => (path, None),
+        };
         let mut request = Request::builder()
             .method(self.method.clone())
-            .uri(path)
+            .uri(uri)
             .body(Empty::new())
             .map_err(|e| DialError::InvalidUrl {
                 url: self.url.to_string(),
@@ -214,7 +226,7 @@ impl UpgradeRequest {
             reason: e.to_string(),
         })?;
         headers.insert(HOST, host);
-        Ok(request)
+        Ok((request, long_target))
     }
 }
 
@@ -387,12 +399,13 @@ async fn connect(target: &Target, timeout: Duration) -> Result<TcpStream, DialEr
 async fn exchange<S>(
     io: S,
     request: Request<Empty<Bytes>>,
+    long_target: Option<String>,
     timeout: Duration,
 ) -> Result<UpgradeOutcome, DialError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (io, head) = HeadRecorder::new(io);
+    let (io, head) = HeadRecorder::new(TargetWriter::new(io, long_target));
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake::<_, Empty<Bytes>>(TokioIo::new(io))
         .await

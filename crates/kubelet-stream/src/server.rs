@@ -13,7 +13,6 @@ use std::time::Duration;
 use hop_kit::tls::{ClientCert, ServerTls};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,7 +36,7 @@ pub struct Api {
 impl Api {
     /// One request from a peer whose certificate verdict is `client`.
     pub async fn handle(&self, client: &ClientCert, req: Request<Incoming>) -> Response<Body> {
-        let path = req.uri().path().to_owned();
+        let path = hop_kit::path_and_query(&req).0.to_owned();
         if path == "/healthz" {
             return text("ok");
         }
@@ -168,25 +167,11 @@ async fn serve_connection(
         }
     };
     let client = Arc::new(client);
-    let service = hyper::service::service_fn(move |req| {
+    let handle = move |req| {
         let api = api.clone();
         let client = client.clone();
-        async move { Ok::<_, std::convert::Infallible>(api.handle(&client, req).await) }
-    });
-    let conn = limits
-        .http1()
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        _ = draining.cancelled() => {
-            // Finish the request in flight (an upgrade hands its stream to a session), then close.
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
+        async move { api.handle(&client, req).await }
     };
-    if let Err(err) = result {
-        tracing::debug!(%peer, error = %err, "connection ended with an error");
-    }
+    let serve = hop_kit::serve_http1(stream, &limits, handle, draining.cancelled_owned());
+    tracing::Instrument::instrument(serve, tracing::debug_span!("conn", %peer)).await;
 }

@@ -96,7 +96,10 @@ impl StreamingContext {
         target: ContainerRef,
         req: Request<Incoming>,
     ) -> Response<Body> {
-        let query = req.uri().query().unwrap_or_default().to_owned();
+        let query = hop_kit::path_and_query(&req)
+            .1
+            .unwrap_or_default()
+            .to_owned();
         let options = match parse_stream_options(&query) {
             Ok(options) => options,
             Err(err) => return restful_error(StatusCode::BAD_REQUEST, &err.to_string()),

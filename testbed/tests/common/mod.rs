@@ -236,7 +236,8 @@ pub fn start_lab_mode(dir: &Path, redirect: bool) -> Lab {
 pub fn stop_lab(lab: Lab) {
     let dir = lab.dir().to_path_buf();
     if let Err(e) = lab.stop() {
-        panic!("stop: {e}\n{}", dump_logs(&dir));
+        // Again after the logs: a long failure output is often shown by its head and tail only.
+        panic!("stop: {e}\n{}\nstop: {e}", dump_logs(&dir));
     }
 }
 
