@@ -106,6 +106,10 @@ fn delete_runc_containers(layout: &LabLayout, runc: &str, report: &mut SweepRepo
                 .output();
             match deleted {
                 Ok(out) if out.status.success() => report.runc_containers_deleted.push(id),
+                // Deleted meanwhile by someone else (a dead shim's `delete` that containerd ran).
+                Ok(_) if !runc_containers_in(&root, runc).contains(&id) => {
+                    report.runc_containers_deleted.push(id)
+                }
                 Ok(out) => report.problems.push(format!(
                     "runc delete --force {id}: {}",
                     String::from_utf8_lossy(&out.stderr).trim()
@@ -200,6 +204,8 @@ fn unmount_all(layout: &LabLayout, report: &mut SweepReport) {
     for point in lab_mounts(layout).into_iter().rev() {
         match umount2(&point, MntFlags::MNT_DETACH) {
             Ok(()) => report.unmounted.push(point),
+            // Unmounted meanwhile by someone else (a dead shim's `delete`).
+            Err(_) if !lab_mounts(layout).contains(&point) => report.unmounted.push(point),
             Err(e) => report
                 .problems
                 .push(format!("umount {}: {e}", point.display())),

@@ -462,6 +462,14 @@ fn sweep_paths(paths: &ContainerdPaths) -> ContainerdSweep {
                 .output();
             match out {
                 Ok(out) if out.status.success() => report.runc_deleted.push(id.clone()),
+                // Deleted meanwhile by a dead shim's `delete` that containerd had started.
+                Ok(_)
+                    if !runc_containers(Path::new(RUNC_ROOT))
+                        .iter()
+                        .any(|(c, _)| *c == id) =>
+                {
+                    report.runc_deleted.push(id.clone())
+                }
                 Ok(out) => report.problems.push(format!(
                     "runc delete --force {id}: {}",
                     String::from_utf8_lossy(&out.stderr).trim()
@@ -481,6 +489,7 @@ fn sweep_paths(paths: &ContainerdPaths) -> ContainerdSweep {
                 };
                 match removed {
                     Ok(()) => report.removed.push(path),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => report.problems.push(format!("{}: {e}", path.display())),
                 }
             }
