@@ -64,7 +64,7 @@ pub struct DirArg {
 #[derive(Debug, Clone, Copy, Args)]
 pub struct RuntimeArg {
     /// The runtime under kubelet-stream: execlab's cri-streaming + shim-exec, or a private
-    /// Debian containerd in the lab dir, with its own runc shim or with shim-exec (issue #9).
+    /// Debian containerd in the lab dir, with its own runc shim or with shim-exec.
     /// `execlab fault`: the runtimes `--list` names for the fault.
     #[arg(long, value_enum, default_value_t = LabRuntime::Execlab)]
     pub runtime: LabRuntime,

@@ -353,7 +353,7 @@ impl Lab {
 
     fn prepare_files(&self) -> Result<(), LabError> {
         let rootfs = self.layout.rootfs();
-        shim_exec::bundle::prepare_busybox_rootfs(&rootfs, &self.config.busybox).map_err(|e| {
+        oci_bundle::prepare_busybox_rootfs(&rootfs, &self.config.busybox).map_err(|e| {
             LabError::Rootfs {
                 rootfs: rootfs.clone(),
                 message: e.to_string(),

@@ -17,7 +17,7 @@ use cri_api::runtime::v1::{
     Container, ContainerConfig, ContainerFilter, ContainerState, ContainerStatus, NamespaceMode,
     PodSandboxConfig, PodSandboxState,
 };
-use shim_exec::bundle::{oci_config, write_bundle, ContainerSpec, DEFAULT_PATH_ENV};
+use oci_bundle::{oci_config, write_bundle, ContainerSpec, DEFAULT_PATH_ENV};
 use tokio::sync::{watch, Mutex as AsyncMutex};
 
 use crate::container_io::{attach_channel, log_path, open_log, pump_output};

@@ -49,11 +49,11 @@ use crate::container::state_name;
 use crate::container_io::IO_BUFFER;
 use crate::errdefs::{ErrorClass, GoDuration};
 use crate::fifo::FifoSet;
-use crate::process_spec::exec_process_spec;
 use crate::runtime::{CriError, Runtime, StreamRequest};
 use crate::sandbox::{KILL_WAIT, SIGKILL};
 use crate::shim::{ProcessIo, Shim, ShimError};
 use crate::store::generate_id;
+use oci_bundle::exec_process_spec;
 
 /// containerd's cap on each ExecSync output stream.
 pub const EXEC_SYNC_MAX_OUTPUT: usize = 16 * 1024 * 1024;

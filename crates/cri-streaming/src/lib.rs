@@ -17,7 +17,6 @@ pub mod exec;
 pub mod fifo;
 pub mod filters;
 pub mod images;
-pub mod process_spec;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;

@@ -17,7 +17,7 @@ use cri_api::runtime::v1::{
     ContainerState, LinuxPodSandboxStatus, Namespace, PodSandbox, PodSandboxConfig,
     PodSandboxFilter, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
 };
-use shim_exec::bundle::{write_bundle, ContainerSpec};
+use oci_bundle::{write_bundle, ContainerSpec};
 use tokio::sync::{watch, Mutex as AsyncMutex};
 use tokio_util::sync::CancellationToken;
 

@@ -67,6 +67,16 @@ impl TraceParent {
             .unwrap_or_else(Self::new_root)
     }
 
+    /// The first valid `traceparent` among ttrpc request metadata (cri-streaming -> shim).
+    pub fn from_metadata(
+        metadata: &std::collections::HashMap<String, Vec<String>>,
+    ) -> Option<Self> {
+        metadata
+            .get(TRACEPARENT)?
+            .iter()
+            .find_map(|value| value.parse().ok())
+    }
+
     /// The 32-hex-digit trace id: the value of the `session` log field.
     pub fn session(&self) -> String {
         hex(&self.trace_id)
@@ -184,6 +194,17 @@ mod tests {
         assert_eq!(tp.session(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(tp.flags, 1);
         assert_eq!(tp.to_string(), SAMPLE);
+    }
+
+    #[test]
+    fn ttrpc_metadata_gives_its_first_valid_traceparent() {
+        let metadata = std::collections::HashMap::from([(
+            TRACEPARENT.to_owned(),
+            vec!["garbage".to_owned(), SAMPLE.to_owned()],
+        )]);
+        let tp = TraceParent::from_metadata(&metadata).expect("valid one");
+        assert_eq!(tp.to_string(), SAMPLE);
+        assert_eq!(TraceParent::from_metadata(&Default::default()), None);
     }
 
     #[test]

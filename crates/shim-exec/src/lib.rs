@@ -2,14 +2,12 @@
 //! into them the way containerd-shim-runc-v2 and go-runc do.
 //!
 //! * [`rootfs`]: mounting containerd's `rootfs` mounts into the bundle.
-//! * [`bundle`]: busybox rootfs and OCI `config.json` for tests and the lab.
 //! * [`shim_binary`] + [`cli`]: the `start`/`delete`/serve binary contract.
 //! * [`service`]: the task API ([`task_api`] registers it as v2 and v3); [`process_spec_file`], [`runc`], [`console`], [`stdio`],
 //!   [`reaper`]: the pieces of the go-runc exec path.
 //! * [`error`]: ttrpc codes; runtime failures are code Unknown and the *client* (cri-streaming,
 //!   playing containerd) appends `: unknown`.
 
-pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -25,7 +23,6 @@ pub mod service;
 pub mod shim_binary;
 pub mod stdio;
 pub mod task_api;
-pub mod traceparent;
 
 use cli::{Action, ShimArgs};
 use config::ShimConfig;

@@ -45,7 +45,6 @@ use crate::reaper::{ExitEvent, Reaper, Subscription};
 use crate::rootfs::{mount_rootfs, unmount_rootfs};
 use crate::runc::{last_error, parse_ps, Runc};
 use crate::stdio::{console_io, pipe_io, register, set_nonblocking, StdioPaths};
-use crate::traceparent;
 
 /// How long runc may take to send a pty master after it exited successfully.
 const CONSOLE_WAIT: Duration = Duration::from_secs(5);
@@ -916,8 +915,8 @@ fn delete_response(p: &Process) -> DeleteResponse {
 /// A tracing span for one request: `exec_session` with the trace id when the caller sent a
 /// `traceparent`.
 fn request_span(ctx: &TtrpcContext, method: &'static str) -> tracing::Span {
-    match traceparent::from_metadata(&ctx.metadata) {
-        Some(session) => tracing::info_span!("exec_session", session = %session, method),
+    match hop_kit::TraceParent::from_metadata(&ctx.metadata) {
+        Some(trace) => tracing::info_span!("exec_session", session = %trace.session(), method),
         None => tracing::info_span!("task", method),
     }
 }

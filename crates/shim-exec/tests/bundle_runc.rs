@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use shim_exec::bundle::{prepare_busybox_rootfs, write_bundle, ContainerSpec};
+use oci_bundle::{prepare_busybox_rootfs, write_bundle, ContainerSpec};
 
 #[test]
 fn busybox_bundle_runs_under_runc() {

@@ -10,7 +10,7 @@ use std::path::Path;
 use common::{ctx, Lab};
 use containerd_shim_protos::api::{CreateTaskRequest, DeleteRequest, StartRequest};
 use containerd_shim_protos::types::mount::Mount;
-use shim_exec::bundle::{write_bundle, ContainerSpec};
+use oci_bundle::{write_bundle, ContainerSpec};
 
 fn mounted(path: &Path) -> bool {
     let mounts = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");

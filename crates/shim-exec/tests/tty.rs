@@ -95,7 +95,7 @@ async fn delete_right_after_wait_keeps_a_terminals_last_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminal_init_and_kill_all_in_a_pod_shim() {
     use containerd_shim_protos::api::{CreateTaskRequest, KillRequest};
-    use shim_exec::bundle::{write_bundle, ContainerSpec};
+    use oci_bundle::{write_bundle, ContainerSpec};
 
     let lab = Lab::new();
     let mut shim = lab.start_shim("pod-init-tty", None).await;

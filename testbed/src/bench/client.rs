@@ -244,10 +244,7 @@ impl ShimDialer {
             ),
             None => None,
         };
-        let mut process = self.process.clone();
-        process["args"] = serde_json::Value::from(cmd.argv.clone());
-        process["terminal"] = serde_json::Value::Bool(false);
-        let spec = serde_json::to_vec(&process)
+        let spec = oci_bundle::exec_process_spec(&self.process, &cmd.argv, false)
             .map_err(|e| ClientError::Shim(format!("process spec: {e}")))?;
         let request = ExecProcessRequest {
             id: self.container.clone(),

@@ -294,7 +294,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
         .await?;
     }
 
-    // containerd's counterparts, in the same run (issue #9).
+    // containerd's counterparts, in the same run.
     let containerd_wanted = PathName::CONTAINERD.into_iter().any(|p| config.wants(p));
     if containerd_wanted && crate::containerd::installed() {
         progress.step("starting a lab (--runtime containerd)".into());

@@ -35,7 +35,7 @@ pub enum PathName {
     /// apiserver-proxy with SPDY passed through.
     ApiserverSpdy,
     /// CRI `Exec` on containerd, then its streaming server (SPDY, settles on v4): the
-    /// counterpart of `cri` (issue #9).
+    /// counterpart of `cri`.
     ContainerdCri,
     /// apiserver-proxy (WebSocket v5) → kubelet-stream → containerd: the counterpart of
     /// `apiserver-ws`.

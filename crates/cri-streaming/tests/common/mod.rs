@@ -81,7 +81,7 @@ impl Lab {
             .tempdir_in("/tmp")
             .expect("tempdir");
         let p = |rel: &str| root.path().join(rel);
-        shim_exec::bundle::prepare_busybox_rootfs(&p("rootfs"), Path::new("/bin/busybox"))
+        oci_bundle::prepare_busybox_rootfs(&p("rootfs"), Path::new("/bin/busybox"))
             .expect("rootfs");
         for d in ["run", "xdg", "state", "addr"] {
             std::fs::create_dir_all(p(d)).expect("mkdir");

@@ -18,7 +18,7 @@ use containerd_shim_protos::api::{
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::shim_async::TaskClient;
-use shim_exec::bundle::{prepare_busybox_rootfs, write_bundle, ContainerSpec};
+use oci_bundle::{prepare_busybox_rootfs, write_bundle, ContainerSpec};
 use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_shim-exec");
